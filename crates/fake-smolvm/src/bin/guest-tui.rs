@@ -1,0 +1,2 @@
+//! guest-tui
+fn main() {}
