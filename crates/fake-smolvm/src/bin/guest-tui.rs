@@ -1,2 +1,0 @@
-//! guest-tui
-fn main() {}
