@@ -99,17 +99,18 @@ pub fn run(config: &Config) -> Result<i32> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(config.exit_code);
         }
-        for (i, (sig, pipe)) in stops.iter().enumerate() {
-            if ready[1 + i] && drain(pipe) > 0 {
+        // The signal pipes are drained whatever poll said: a signal that
+        // interrupts poll (EINTR) leaves every revents empty although its
+        // byte is already in the pipe, and the size it announces is already
+        // readable, so it must be counted before the size is compared.
+        for (sig, pipe) in &stops {
+            if drain(pipe) > 0 {
                 return Ok(128 + sig);
             }
         }
-        let mut redraw = false;
-        if ready[0] {
-            let n = drain(&winch);
-            state.winch += n;
-            redraw |= n > 0;
-        }
+        let n = drain(&winch);
+        state.winch += n;
+        let redraw = n > 0;
         if stdin_open && ready[1 + stops.len()] {
             let mut buf = [0u8; 256];
             match stdin.read(&mut buf) {
