@@ -1,0 +1,201 @@
+//! The `sh -c` scripts that run in the guest (pure).
+//!
+//! Only numbers ever vary in these scripts: the size (cols, rows) and the
+//! session token. The machine name and anything from the environment are
+//! passed to smolvm as separate argv elements and never reach a shell.
+
+use crate::size::Size;
+
+/// Where the prologue records this session's guest PTY path.
+pub fn token_path(token: u64) -> String {
+    format!("/tmp/.pty-resize-{token}")
+}
+
+/// The prologue the guest command is started through: it sizes its own PTY
+/// before the command draws its first frame, records which PTY it is (so later
+/// pushes resize only this session), then `exec`s the command unchanged
+/// (so signals, exit codes and the process tree are the command's own).
+///
+/// Used as `sh -c <prologue> sh CMD…`.
+pub fn prologue(size: Size, token: u64) -> String {
+    format!(
+        "stty cols {c} rows {r} 2>/dev/null; tty >{path} 2>/dev/null; exec \"$@\"",
+        c = size.cols,
+        r = size.rows,
+        path = token_path(token),
+    )
+}
+
+/// Resizes every PTY of the guest: the seeds' loop, used when this session's
+/// PTY is not known. Succeeds if at least one PTY took the size.
+/// (`[0-9]*` skips `/dev/pts/ptmx`, whose failure would mask real successes.)
+fn loop_all(cols: &str, rows: &str) -> String {
+    format!(
+        "ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols {cols} rows {rows} 2>/dev/null && ok=1; done; [ -n \"$ok\" ]"
+    )
+}
+
+/// Resizes the recorded PTY in `$f` if it looks like one, else every PTY.
+fn apply(cols: &str, rows: &str) -> String {
+    format!(
+        "case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols {cols} rows {rows};; *) {all};; esac",
+        all = loop_all(cols, rows)
+    )
+}
+
+/// The script of a one-shot side-channel push (`machine exec -- sh -c <script>`).
+///
+/// With a token (the prologue ran), it targets the PTY the prologue recorded
+/// and falls back to every PTY if the record is missing; without one it is the
+/// seeds' loop over every PTY.
+pub fn push(size: Size, token: Option<u64>) -> String {
+    let (c, r) = (size.cols.to_string(), size.rows.to_string());
+    match token {
+        Some(t) => format!(
+            "f=$(cat {path} 2>/dev/null); {apply}",
+            path = token_path(t),
+            apply = apply(&c, &r)
+        ),
+        None => loop_all(&c, &r),
+    }
+}
+
+/// The script of the persistent resize channel (`machine exec -i -- sh -c <script>`).
+///
+/// It reads `COLS ROWS` lines from stdin, applies each, and answers one line
+/// per request: `ok COLS ROWS` or `fail COLS ROWS` (`bad` for a malformed
+/// line, which the wrapper never sends). The values read are checked to be
+/// digits before use, so the script's only variable text is still numbers.
+/// On EOF (the wrapper closed the pipe) it removes the session's PTY record.
+pub fn channel(token: Option<u64>) -> String {
+    let (record, cleanup) = match token {
+        Some(t) => (
+            format!("[ -n \"$f\" ] || f=$(cat {} 2>/dev/null); ", token_path(t)),
+            format!("; rm -f {}", token_path(t)),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let apply = if token.is_some() {
+        apply("\"$c\"", "\"$r\"")
+    } else {
+        loop_all("\"$c\"", "\"$r\"")
+    };
+    format!(
+        "f=; while read -r c r; do \
+case \"$c:$r\" in :*|*:|*[!0-9:]*) echo bad; continue;; esac; \
+{record}if {apply}; then echo \"ok $c $r\"; else echo \"fail $c $r\"; fi; \
+done{cleanup}"
+    )
+}
+
+/// Parses a channel answer: `Some(Ok(size))` for `ok C R`, `Some(Err(line))`
+/// for anything else that is not empty.
+pub fn parse_ack(line: &str) -> Option<Result<Size, String>> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    if words.next() == Some("ok") {
+        let c = words.next().and_then(|w| w.parse().ok());
+        let r = words.next().and_then(|w| w.parse().ok());
+        if let (Some(c), Some(r)) = (c, r) {
+            return Some(Ok(Size::new(c, r)));
+        }
+    }
+    Some(Err(line.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prologue_exact_text() {
+        assert_eq!(
+            prologue(Size::new(120, 40), 42),
+            "stty cols 120 rows 40 2>/dev/null; tty >/tmp/.pty-resize-42 2>/dev/null; exec \"$@\""
+        );
+    }
+
+    #[test]
+    fn push_without_token_is_the_seed_loop() {
+        assert_eq!(
+            push(Size::new(100, 30), None),
+            "ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols 100 rows 30 2>/dev/null && ok=1; done; [ -n \"$ok\" ]"
+        );
+    }
+
+    #[test]
+    fn push_with_token_targets_the_recorded_pty() {
+        assert_eq!(
+            push(Size::new(100, 30), Some(7)),
+            "f=$(cat /tmp/.pty-resize-7 2>/dev/null); case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols 100 rows 30;; \
+*) ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols 100 rows 30 2>/dev/null && ok=1; done; [ -n \"$ok\" ];; esac"
+        );
+    }
+
+    #[test]
+    fn channel_exact_text() {
+        assert_eq!(
+            channel(Some(9)),
+            "f=; while read -r c r; do case \"$c:$r\" in :*|*:|*[!0-9:]*) echo bad; continue;; esac; \
+[ -n \"$f\" ] || f=$(cat /tmp/.pty-resize-9 2>/dev/null); \
+if case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols \"$c\" rows \"$r\";; \
+*) ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols \"$c\" rows \"$r\" 2>/dev/null && ok=1; done; [ -n \"$ok\" ];; esac; \
+then echo \"ok $c $r\"; else echo \"fail $c $r\"; fi; done; rm -f /tmp/.pty-resize-9"
+        );
+        assert!(!channel(None).contains("/tmp/"));
+    }
+
+    /// Runs the scripts with the host's `sh` on a PTY the test creates, so the
+    /// shell syntax (quoting, `case`, `if case`) is proven, not just the text.
+    #[test]
+    fn scripts_really_resize_a_pty() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let path = nix::unistd::ttyname(&pty.slave).unwrap();
+        let token: u64 = 1_000_000 + u64::from(std::process::id());
+        std::fs::write(token_path(token), format!("{}\n", path.display())).unwrap();
+        let winsize = |fd: &std::os::fd::OwnedFd| {
+            use std::os::fd::AsRawFd;
+            crate::size::read_fd(fd.as_raw_fd()).unwrap()
+        };
+
+        let st = Command::new("sh")
+            .args(["-c", &push(Size::new(91, 27), Some(token))])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(winsize(&pty.slave), (91, 27));
+
+        let mut child = Command::new("sh")
+            .args(["-c", &channel(Some(token))])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"77 21\n1;x 2\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text, "ok 77 21\nbad\n");
+        assert_eq!(winsize(&pty.slave), (77, 21));
+        // EOF removed the record.
+        assert!(!std::path::Path::new(&token_path(token)).exists());
+    }
+
+    #[test]
+    fn ack_parsing() {
+        assert_eq!(parse_ack("ok 80 24\n"), Some(Ok(Size::new(80, 24))));
+        assert_eq!(parse_ack("fail 80 24"), Some(Err("fail 80 24".into())));
+        assert_eq!(parse_ack("ok x"), Some(Err("ok x".into())));
+        assert_eq!(parse_ack("  \n"), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! Understanding the wrapped smolvm command line (pure).
+//!
+//! The wrapper needs three facts about `<smolvm> machine exec [OPTIONS] -- CMD…`:
+//! is it an exec at all, does it ask for a TTY (`-t`, `--tty`, or a short
+//! cluster such as `-it`), and where the guest command starts (after `--`), so
+//! it can be started through the size prologue. Everything after `--` belongs
+//! to the guest and is never inspected for flags.
+
+/// What the wrapped argv asks smolvm to do, as far as the wrapper cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecArgv {
+    /// `-t/--tty` was given before `--`.
+    pub tty: bool,
+    /// `-i/--interactive` was given before `--`.
+    pub interactive: bool,
+    /// The `--name` value, if one was given.
+    pub name: Option<String>,
+    /// Index of the `--` that separates smolvm's options from the guest command.
+    pub separator: Option<usize>,
+}
+
+impl ExecArgv {
+    /// Whether a guest command follows the `--` (needed to insert the prologue).
+    pub fn has_command(&self, argv: &[String]) -> bool {
+        self.separator.is_some_and(|sep| sep + 1 < argv.len())
+    }
+}
+
+/// Options of `machine exec` that take a value (long form and short letter).
+const VALUE_LONG: &[&str] = &["name", "env", "workdir", "timeout"];
+const VALUE_SHORT: &[char] = &['e', 'w'];
+
+/// Parses `argv` (`argv[0]` is the smolvm program). `None` if it is not a
+/// `machine exec` / `vm exec` invocation.
+pub fn parse(argv: &[String]) -> Option<ExecArgv> {
+    let mut i = 1;
+    // Global flags before the subcommand are skipped; the first word must be
+    // `machine` (or its alias `vm`) and the next one `exec`.
+    while i < argv.len() && argv[i].starts_with('-') && argv[i] != "--" {
+        i += 1;
+    }
+    if !matches!(argv.get(i).map(String::as_str), Some("machine" | "vm")) {
+        return None;
+    }
+    i += 1;
+    if argv.get(i).map(String::as_str) != Some("exec") {
+        return None;
+    }
+    i += 1;
+    let mut out = ExecArgv {
+        tty: false,
+        interactive: false,
+        name: None,
+        separator: None,
+    };
+    while i < argv.len() {
+        let arg = argv[i].as_str();
+        if arg == "--" {
+            out.separator = Some(i);
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (key, inline) = match long.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (long, None),
+            };
+            match key {
+                "tty" => out.tty = true,
+                "interactive" => out.interactive = true,
+                k if VALUE_LONG.contains(&k) => {
+                    let value = match inline {
+                        Some(v) => Some(v.to_string()),
+                        None => {
+                            i += 1;
+                            argv.get(i).cloned()
+                        }
+                    };
+                    if key == "name" {
+                        out.name = value;
+                    }
+                }
+                _ => {}
+            }
+        } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) {
+            for (pos, c) in cluster.char_indices() {
+                match c {
+                    't' => out.tty = true,
+                    'i' => out.interactive = true,
+                    c if VALUE_SHORT.contains(&c) => {
+                        // `-eK=V` carries its value inline; `-e K=V` in the next word.
+                        if pos + c.len_utf8() == cluster.len() {
+                            i += 1;
+                        }
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            // A bare word before any `--`: the command starts here without a
+            // separator. We do not know smolvm's exact rules for that form, so
+            // we leave it alone (no prologue).
+            break;
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+/// Rewrites `argv` so the guest runs `sh -c <prologue> sh CMD…` instead of
+/// `CMD…`. `separator` is the index of the `--`; the caller checked that a
+/// command follows it.
+pub fn with_prologue(argv: &[String], separator: usize, prologue: &str) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len() + 4);
+    out.extend_from_slice(&argv[..=separator]);
+    out.extend(["sh", "-c", prologue, "sh"].map(String::from));
+    out.extend_from_slice(&argv[separator + 1..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn plain_interactive_exec() {
+        let argv = v("smolvm machine exec --name bottle -t -- claude --resume");
+        let p = parse(&argv).unwrap();
+        assert!(p.tty);
+        assert!(!p.interactive);
+        assert_eq!(p.name.as_deref(), Some("bottle"));
+        assert_eq!(p.separator, Some(6));
+        assert!(p.has_command(&argv));
+    }
+
+    #[test]
+    fn combined_short_flags_and_long_tty() {
+        for s in [
+            "smolvm machine exec -it --name m -- sh",
+            "smolvm machine exec -ti -- sh",
+            "smolvm machine exec --tty -- sh",
+            "smolvm machine exec -i --tty -- sh",
+        ] {
+            assert!(parse(&v(s)).unwrap().tty, "{s}");
+        }
+        let p = parse(&v("smolvm machine exec -it -- sh")).unwrap();
+        assert!(p.interactive);
+    }
+
+    #[test]
+    fn vm_alias_and_name_with_equals() {
+        let p = parse(&v("smolvm vm exec --name=bottle -t -- top")).unwrap();
+        assert_eq!(p.name.as_deref(), Some("bottle"));
+        assert!(p.tty);
+    }
+
+    #[test]
+    fn flags_after_the_separator_belong_to_the_guest() {
+        let argv = v("smolvm machine exec --name m -- ls -t --tty -it");
+        let p = parse(&argv).unwrap();
+        assert!(!p.tty);
+        assert!(!p.interactive);
+        assert_eq!(p.separator, Some(5));
+    }
+
+    #[test]
+    fn option_values_are_not_mistaken_for_flags() {
+        // `-t` as the value of --workdir / -e is not a tty request.
+        let p = parse(&v("smolvm machine exec --workdir -t -e -t -- sh")).unwrap();
+        assert!(!p.tty);
+        let p = parse(&v("smolvm machine exec -e A=1 -w /x --timeout 5m -t -- sh")).unwrap();
+        assert!(p.tty);
+        // Inline value in a cluster: `-iwfoo` is -i plus workdir "foo" (no t).
+        let p = parse(&v("smolvm machine exec -iwtt -- sh")).unwrap();
+        assert!(p.interactive);
+        assert!(!p.tty);
+        // A value-taking letter ending the cluster consumes the next word.
+        let p = parse(&v("smolvm machine exec -te -t -- sh")).unwrap();
+        assert!(p.tty);
+        assert_eq!(p.separator, Some(5));
+    }
+
+    #[test]
+    fn no_separator_or_no_command() {
+        let argv = v("smolvm machine exec -t --name m");
+        let p = parse(&argv).unwrap();
+        assert!(p.tty);
+        assert_eq!(p.separator, None);
+        assert!(!p.has_command(&argv));
+
+        let argv = v("smolvm machine exec -t --");
+        let p = parse(&argv).unwrap();
+        assert_eq!(p.separator, Some(4));
+        assert!(!p.has_command(&argv));
+
+        // A bare command without `--` stops option parsing; no separator.
+        let argv = v("smolvm machine exec -t top -t");
+        let p = parse(&argv).unwrap();
+        assert_eq!(p.separator, None);
+    }
+
+    #[test]
+    fn not_an_exec() {
+        for s in [
+            "smolvm",
+            "smolvm machine ls",
+            "smolvm machine",
+            "smolvm container exec -t -- sh",
+            "smolvm -- machine exec -t -- sh",
+            "bash -c smolvm",
+        ] {
+            assert_eq!(parse(&v(s)), None, "{s}");
+        }
+        // A global flag before the subcommand is skipped.
+        assert!(parse(&v("smolvm -v machine exec -t -- sh")).unwrap().tty);
+    }
+
+    #[test]
+    fn prologue_is_inserted_after_the_separator() {
+        let argv = v("smolvm machine exec --name m -t -- claude --resume");
+        let out = with_prologue(&argv, 6, "PROLOGUE");
+        assert_eq!(
+            out,
+            v("smolvm machine exec --name m -t -- sh -c PROLOGUE sh claude --resume")
+        );
+    }
+}
