@@ -1,1 +1,5 @@
-fn main() {}
+//! `fake-smolvm`: see the crate README.
+
+fn main() {
+    std::process::exit(fake_smolvm::cli::main());
+}
