@@ -1,0 +1,177 @@
+//! [`Machine`]: a fake smolvm machine in a temp `FAKE_SMOLVM_HOME`.
+//!
+//! Driven through the `fake-smolvm` CLI exactly as the contract says
+//! (`machine create NAME`, `machine start --name NAME`, `machine stop --name
+//! NAME`), so it also exercises that surface. Stopped on drop, pass or fail.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use fake_smolvm::exec_log::{self, ExecRecord};
+use tempfile::TempDir;
+
+use crate::bins;
+use crate::hermetic;
+
+/// A running fake machine with its own state folder.
+pub struct Machine {
+    home: TempDir,
+    name: String,
+    env: Vec<(String, String)>,
+    running: bool,
+}
+
+/// What one CLI call printed.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// What it wrote to stdout.
+    pub stdout: String,
+    /// What it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Machine {
+    /// Creates and starts machine `name` in a fresh temp home, with `env`
+    /// (e.g. `("FAKE_SMOLVM_BRINGUP_MS", "100")`) given to every fake-smolvm
+    /// process it runs. Panics with the CLI's output if either step fails.
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Machine {
+        let home = tempfile::Builder::new()
+            .prefix("e2e-smolvm-")
+            .tempdir()
+            .expect("e2e: temp FAKE_SMOLVM_HOME");
+        let mut machine = Machine {
+            home,
+            name: name.to_string(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            running: false,
+        };
+        machine.cli_ok(&["machine", "create", name]);
+        machine.running = true; // from here on, drop must try to stop it
+        machine.cli_ok(&["machine", "start", "--name", name]);
+        machine
+    }
+
+    /// The machine's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The temp `FAKE_SMOLVM_HOME`.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The machine's folder, `<home>/vms/<name>/`.
+    pub fn dir(&self) -> PathBuf {
+        self.home().join("vms").join(&self.name)
+    }
+
+    /// Path of the machine's `exec.log`.
+    pub fn exec_log_path(&self) -> PathBuf {
+        self.dir().join("exec.log")
+    }
+
+    /// Every exec recorded so far (empty if none); panics on a corrupt log.
+    pub fn exec_log(&self) -> Vec<ExecRecord> {
+        exec_log::read(&self.exec_log_path())
+            .unwrap_or_else(|e| panic!("e2e: reading {}: {e}", self.exec_log_path().display()))
+    }
+
+    /// The variables a command needs to reach this machine:
+    /// `FAKE_SMOLVM_HOME` and the settings given to [`Machine::start`].
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![(
+            "FAKE_SMOLVM_HOME".to_string(),
+            self.home().to_string_lossy().into_owned(),
+        )];
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
+    /// A hermetic `fake-smolvm` command with [`Machine::env`] set.
+    pub fn command(&self) -> Command {
+        let mut cmd = hermetic::command(bins::fake_smolvm());
+        cmd.envs(self.env());
+        cmd
+    }
+
+    /// `fake-smolvm machine exec --name NAME <args…>`, e.g.
+    /// `exec_command(&["-t", "--", "guest-tui"])`.
+    pub fn exec_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command();
+        cmd.args(["machine", "exec", "--name", &self.name]).args(args);
+        cmd
+    }
+
+    /// Runs the fake's CLI with `args`. Output goes to files, not pipes: a
+    /// background agent that inherited a pipe would keep it open and block
+    /// the read forever.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        let out_path = self.home().join(".cli-stdout");
+        let err_path = self.home().join(".cli-stderr");
+        let out = File::create(&out_path).expect("e2e: cli stdout file");
+        let err = File::create(&err_path).expect("e2e: cli stderr file");
+        let status = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .unwrap_or_else(|e| panic!("e2e: cannot run fake-smolvm: {e}"));
+        CliOutput {
+            status,
+            stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        }
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> CliOutput {
+        let out = self.cli(args);
+        if !out.status.success() {
+            panic!(
+                "e2e: `fake-smolvm {}` failed ({}):\nstdout: {}\nstderr: {}",
+                args.join(" "),
+                out.status,
+                out.stdout.trim(),
+                out.stderr.trim()
+            );
+        }
+        out
+    }
+
+    /// Stops the machine (`machine stop --name NAME`); panics if that fails.
+    pub fn stop(&mut self) {
+        let name = self.name.clone();
+        self.cli_ok(&["machine", "stop", "--name", &name]);
+        self.running = false;
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let name = self.name.clone();
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.cli(&["machine", "stop", "--name", &name]).status.success()
+        }))
+        .unwrap_or(false);
+        if !stopped {
+            // Last resort, so no guest outlives the test: the agent's pid.
+            if let Some(pid) = std::fs::read_to_string(self.dir().join("agent.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
