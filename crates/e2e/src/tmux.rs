@@ -26,9 +26,14 @@ pub const INNER_TERM: &str = "screen";
 
 /// The server's whole configuration. Set before the session exists, so the
 /// options already hold when its command starts (and perhaps exits at once).
+/// No `window-size manual` here: tmux 3.3a's server dies at start with it in
+/// the config; `resize-window` sets it for the window by itself. The empty
+/// `remain-on-exit-format` keeps a dead pane's screen as the program left it
+/// (by default tmux scrolls it up to add a "Pane is dead" line); the exit
+/// status is read from `#{pane_dead_status}` instead.
 const CONFIG: &str = "\
 set -g remain-on-exit on
-set -g window-size manual
+set -g remain-on-exit-format ''
 set -g status off
 set -g default-terminal screen
 set -g history-limit 2000

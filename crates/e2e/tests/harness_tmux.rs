@@ -1,0 +1,85 @@
+//! Self-tests of `e2e::Tmux`: a private server, sizes, resize, capture, exit.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use e2e::{bins, Exit, Tmux};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+#[test]
+fn the_session_has_the_chosen_size_and_reports_the_exit_code() {
+    let tmux = Tmux::start(50, 8, "stty size; exit 3", &[]);
+    assert_eq!(tmux.wait_exit(DEADLINE), Exit::Code(3));
+    assert_eq!(tmux.size(), (50, 8));
+    assert_eq!(tmux.contents().lines().next(), Some("8 50"));
+}
+
+#[test]
+fn resize_reaches_the_program_in_the_pane() {
+    let tmux = Tmux::start(50, 8, "stty size; while read l; do stty size; done", &[]);
+    tmux.wait_for_text("8 50", DEADLINE);
+    tmux.resize(30, 5);
+    tmux.send_key_names(&["Enter"]);
+    tmux.wait_for_text("5 30", DEADLINE);
+}
+
+#[test]
+fn the_pane_gets_tmux_variables_but_nothing_from_the_test_environment() {
+    let tmux = Tmux::start(
+        80,
+        10,
+        "echo \"tmux=${TMUX:+set} term=$TERM cols=${COLUMNS-unset} extra=$EXTRA\"; exit 0",
+        &[("EXTRA", "yes")],
+    );
+    assert_eq!(tmux.wait_exit(DEADLINE), Exit::Code(0));
+    let first = tmux.contents().lines().next().unwrap_or("").to_string();
+    assert_eq!(first, "tmux=set term=screen cols=unset extra=yes");
+}
+
+#[test]
+fn guest_tui_in_tmux_snapshot_resize_and_quit() {
+    let cmd = format!("{} --label tmux", bins::guest_tui().display());
+    let tmux = Tmux::start(60, 8, &cmd, &[]);
+    tmux.wait_for_text("guest-tui tmux size 60x8 first 60x8 frames 1", DEADLINE);
+    insta::assert_snapshot!("tmux_guest_tui_60x8", tmux.snapshot());
+    tmux.resize(56, 6);
+    tmux.wait_for_text("size 56x6 first 60x8 frames 2 winch 1", DEADLINE);
+    tmux.send_keys("q");
+    assert_eq!(tmux.wait_exit(DEADLINE), Exit::Code(0));
+}
+
+#[test]
+fn a_failed_wait_shows_the_pane() {
+    let tmux = Tmux::start(30, 3, "echo not yet; sleep 30", &[]);
+    tmux.wait_for_text("not yet", DEADLINE);
+    let err = catch_unwind(AssertUnwindSafe(|| {
+        tmux.wait_for_text("ready", Duration::from_millis(200));
+    }))
+    .expect_err("must fail");
+    let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("waiting for: \"ready\" in the pane"), "{message}");
+    assert!(message.contains("|not yet                       |"), "{message}");
+    assert!(message.contains("(running)"), "{message}");
+}
+
+#[test]
+fn servers_are_private_and_killed_on_drop() {
+    let a = Tmux::start(40, 5, "sleep 1000", &[]);
+    let b = Tmux::start(40, 5, "sleep 1000", &[]);
+    let list = |t: &Tmux| t.run(&["list-sessions", "-F", "#{socket_path}"]);
+    assert_ne!(list(&a), list(&b));
+    let pid: i32 = a.display("#{pane_pid}").parse().unwrap();
+    drop(a);
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.split(' ').nth(2) != Some("Z"))
+            .unwrap_or(false)
+    };
+    let end = std::time::Instant::now() + DEADLINE;
+    while alive() {
+        assert!(std::time::Instant::now() < end, "pane process {pid} outlived its Tmux");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(b.try_exit(), None, "the other server was disturbed");
+}
