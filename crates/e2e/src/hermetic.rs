@@ -6,7 +6,7 @@
 //! into what a test runs, so every command starts from an empty environment.
 
 use std::ffi::OsStr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The `TERM` every test program sees (outside tmux).
 pub const TERM: &str = "xterm-256color";
@@ -33,10 +33,12 @@ pub fn base_env() -> Vec<(String, String)> {
 }
 
 /// A [`Command`] for `program` with only [`base_env`] set; add what the test
-/// needs with `.env(…)`.
+/// needs with `.env(…)`. Its stdin is `/dev/null`, so a test run from a
+/// developer's terminal never lets a child read (or change the mode of) that
+/// terminal; [`crate::Term`] replaces it with its own PTY.
 pub fn command(program: impl AsRef<OsStr>) -> Command {
     let mut cmd = Command::new(program);
-    cmd.env_clear().envs(base_env());
+    cmd.env_clear().envs(base_env()).stdin(Stdio::null());
     cmd
 }
 

@@ -1,0 +1,63 @@
+//! Self-tests of `e2e::Machine` against the fake-smolvm binary.
+
+use std::time::Duration;
+
+use e2e::{bins, Exit, Machine, Term};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_machine_runs_an_exec_and_logs_it() {
+    let machine = Machine::start("m1", &[("FAKE_SMOLVM_BRINGUP_MS", "50")]);
+    assert!(machine.dir().join("machine.json").is_file());
+    let out = machine
+        .exec_command(&["--", "sh", "-c", "echo hello from the guest"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the guest\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = machine.exec_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].argv, ["sh", "-c", "echo hello from the guest"]);
+    assert_eq!(log[0].exit_code, 0);
+    assert!(!log[0].tty);
+}
+
+#[test]
+fn guest_tui_through_the_fake_shows_the_0x0_bug() {
+    let machine = Machine::start("m2", &[("FAKE_SMOLVM_BRINGUP_MS", "50")]);
+    let guest_tui = bins::guest_tui();
+    let cmd = machine.exec_command(&["-t", "--", guest_tui.to_str().unwrap(), "--label", "vm"]);
+    let mut term = Term::spawn(100, 30, cmd);
+    term.add_context("exec.log", &machine.exec_log_path());
+    term.wait_for_text("guest-tui vm size 0x0 first 0x0", DEADLINE);
+    term.send_keys("q");
+    assert_eq!(term.wait_exit(DEADLINE), Exit::Code(0));
+    let log = machine.exec_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].tty && log[0].stdin.starts_with("tty:"), "{log:?}");
+}
+
+#[test]
+fn drop_stops_the_machine() {
+    let machine = Machine::start("m3", &[]);
+    let pid_file = machine.dir().join("agent.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let home = machine.home().to_path_buf();
+    drop(machine);
+    assert!(!home.exists(), "temp home left behind");
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.split(' ').nth(2) != Some("Z"))
+            .unwrap_or(false)
+    };
+    let end = std::time::Instant::now() + DEADLINE;
+    while alive() {
+        assert!(std::time::Instant::now() < end, "agent {pid} outlived its Machine");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
