@@ -1,0 +1,371 @@
+//! Shared helpers for the fake-smolvm integration tests: a hermetic home, a
+//! machine guard that stops the guest on drop, PTYs the test owns, waits with
+//! deadlines (never fixed sleeps).
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fake_smolvm::exec_log::{self, ExecRecord};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_fake-smolvm");
+
+/// Every switch the fake reads; cleared so the caller's environment never leaks in.
+pub const SWITCHES: [&str; 6] = [
+    "FAKE_SMOLVM_HOME",
+    "FAKE_SMOLVM_BRINGUP_MS",
+    "FAKE_SMOLVM_COMPAT",
+    "FAKE_SMOLVM_RACE",
+    "FAKE_SMOLVM_SHARED_STDIN",
+    "FAKE_SMOLVM_SHARED_STDIN_DELAY_MS",
+];
+
+/// Polls `cond` every 10 ms until it holds or `secs` pass; panics with `what()` then.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        if Instant::now() >= deadline {
+            panic!("timed out after {secs}s waiting; saw: {}", what());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for a child with a deadline; kills it (and panics) on timeout.
+pub fn wait_child(child: &mut Child, secs: u64) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} did not exit within {secs}s", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A temp `FAKE_SMOLVM_HOME`.
+pub struct Fake {
+    pub home: tempfile::TempDir,
+}
+
+impl Fake {
+    pub fn new() -> Fake {
+        Fake {
+            home: tempfile::Builder::new().prefix("fsm").tempdir().unwrap(),
+        }
+    }
+
+    /// `fake-smolvm ARGS` with this home, no inherited switches, no TMUX, stdin /dev/null.
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = Command::new(BIN);
+        for v in SWITCHES {
+            c.env_remove(v);
+        }
+        c.env_remove("TMUX")
+            .env("FAKE_SMOLVM_HOME", self.home.path())
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs to completion (30 s deadline) and returns the output.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        run_output(self.cmd(args))
+    }
+
+    pub fn machine_dir(&self, name: &str) -> PathBuf {
+        self.home.path().join("vms").join(name)
+    }
+
+    pub fn log(&self, name: &str) -> Vec<ExecRecord> {
+        exec_log::read(&self.machine_dir(name).join("exec.log")).unwrap()
+    }
+
+    /// Creates and starts machine `name`; the guard stops it on drop.
+    pub fn machine(&self, name: &str) -> Machine<'_> {
+        self.machine_with(name, &[])
+    }
+
+    /// Like [`Fake::machine`], with extra environment for `machine start`.
+    pub fn machine_with(&self, name: &str, env: &[(&str, &str)]) -> Machine<'_> {
+        let out = self.run(["machine", "create", name]);
+        assert!(out.status.success(), "create: {}", text(&out.stderr));
+        let mut c = self.cmd(["machine", "start", "--name", name]);
+        c.envs(env.iter().copied());
+        let out = run_output(c);
+        assert!(
+            out.status.success(),
+            "start: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let pid = std::fs::read_to_string(self.machine_dir(name).join("agent.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Machine {
+            fake: self,
+            name: name.into(),
+            init_pid: pid,
+        }
+    }
+}
+
+/// Runs a command with a 30 s deadline, capturing stdout and stderr.
+pub fn run_output(mut c: Command) -> Output {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let status = wait_child(&mut child, 30);
+    Output {
+        status,
+        stdout: t1.join().unwrap(),
+        stderr: t2.join().unwrap(),
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A running machine; stopped (guest and all its processes killed) on drop.
+pub struct Machine<'a> {
+    pub fake: &'a Fake,
+    pub name: String,
+    pub init_pid: i32,
+}
+
+impl Machine<'_> {
+    /// `machine exec --name NAME ARGS…` as a command.
+    pub fn exec<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = self.fake.cmd(["machine", "exec", "--name", &self.name]);
+        c.args(args);
+        c
+    }
+
+    pub fn log(&self) -> Vec<ExecRecord> {
+        self.fake.log(&self.name)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.fake.machine_dir(&self.name)
+    }
+}
+
+impl Drop for Machine<'_> {
+    fn drop(&mut self) {
+        let _ = self.fake.run(["machine", "stop", "--name", &self.name]);
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !matches!(
+            s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Host pids of live processes whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+                && alive(*pid)
+        })
+        .collect()
+}
+
+/// A unique marker string for /proc scans.
+pub fn marker(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("fsm-marker-{tag}-{}-{nanos}", std::process::id())
+}
+
+/// A PTY the test owns, with a process on its slave as a real terminal would run it.
+pub struct PtySession {
+    master: File,
+    pub slave_path: PathBuf,
+    pub child: Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+pub fn winsize(cols: u16, rows: u16) -> nix::pty::Winsize {
+    nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+impl PtySession {
+    /// Spawns `cmd` with a fresh test-owned PTY (cols x rows) as its controlling
+    /// terminal and stdin/stdout/stderr.
+    pub fn spawn(mut cmd: Command, cols: u16, rows: u16) -> PtySession {
+        let pty = nix::pty::openpty(Some(&winsize(cols, rows)), None).unwrap();
+        let slave_path = nix::unistd::ttyname(&pty.slave).unwrap();
+        let dup = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+        cmd.stdin(dup(&pty.slave))
+            .stdout(dup(&pty.slave))
+            .stderr(dup(&pty.slave));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        drop(cmd);
+        drop(pty.slave);
+        let master = File::from(pty.master);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let reader = {
+            let mut m = master.try_clone().unwrap();
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match m.read(&mut buf) {
+                        Ok(0) | Err(_) => break, // EIO: the last slave fd closed
+                        Ok(n) => out.lock().unwrap().extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+        };
+        PtySession {
+            master,
+            slave_path,
+            child,
+            out,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn output(&self) -> String {
+        text(&self.out.lock().unwrap())
+    }
+
+    /// Waits until the output satisfies `cond`.
+    pub fn wait_output(&self, secs: u64, cond: impl Fn(&str) -> bool) {
+        wait_until(secs, || cond(&self.output()), || format!("{:?}", self.output()));
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).unwrap();
+    }
+
+    /// Resizes the test's PTY (the kernel sends SIGWINCH to its foreground group).
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let ws = winsize(cols, rows);
+        // SAFETY: TIOCSWINSZ reads our struct; the fd is our own PTY master.
+        assert_eq!(unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, 0);
+    }
+
+    /// The test PTY's size as (cols, rows).
+    pub fn size(&self) -> (u16, u16) {
+        let mut ws = winsize(0, 0);
+        // SAFETY: TIOCGWINSZ fills our struct.
+        assert_eq!(unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) }, 0);
+        (ws.ws_col, ws.ws_row)
+    }
+
+    /// Opens the slave again (O_NOCTTY), e.g. to share it as another process's stdin.
+    pub fn open_slave(&self) -> File {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&self.slave_path)
+            .unwrap()
+    }
+
+    /// Waits for the process to exit, then for the rest of its output.
+    pub fn wait_exit(&mut self, secs: u64) -> ExitStatus {
+        let status = wait_child(&mut self.child, secs);
+        if let Some(r) = self.reader.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !r.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+        status
+    }
+}
+
+impl Drop for PtySession {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The exec log record of the client with host pid `pid`.
+pub fn record_of(records: &[ExecRecord], pid: u32) -> ExecRecord {
+    records
+        .iter()
+        .find(|r| r.pid == pid)
+        .cloned()
+        .unwrap_or_else(|| panic!("no exec.log record for pid {pid}: {records:?}"))
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
