@@ -14,19 +14,22 @@ use std::sync::OnceLock;
 /// Path of the `pty-resize` binary (package `pty-resize`).
 pub fn pty_resize() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build("pty-resize", "pty-resize")).clone()
+    BIN.get_or_init(|| build("pty-resize", "pty-resize"))
+        .clone()
 }
 
 /// Path of the `fake-smolvm` binary (package `fake-smolvm`).
 pub fn fake_smolvm() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build("fake-smolvm", "fake-smolvm")).clone()
+    BIN.get_or_init(|| build("fake-smolvm", "fake-smolvm"))
+        .clone()
 }
 
 /// Path of the `guest-tui` binary (package `fake-smolvm`).
 pub fn guest_tui() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build("fake-smolvm", "guest-tui")).clone()
+    BIN.get_or_init(|| build("fake-smolvm", "guest-tui"))
+        .clone()
 }
 
 /// `target/<profile>/`, from the running test executable's location.
@@ -74,7 +77,11 @@ fn build(package: &str, bin: &str) -> PathBuf {
         );
     }
     let path = profile_dir.join(bin);
-    assert!(path.is_file(), "e2e: built {bin} but {} is missing", path.display());
+    assert!(
+        path.is_file(),
+        "e2e: built {bin} but {} is missing",
+        path.display()
+    );
     path
 }
 

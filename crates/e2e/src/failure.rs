@@ -28,7 +28,11 @@ impl Context {
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         for (name, path) in &self.files {
-            let _ = writeln!(out, "--- {name} ({}), last {TAIL_LINES} lines ---", path.display());
+            let _ = writeln!(
+                out,
+                "--- {name} ({}), last {TAIL_LINES} lines ---",
+                path.display()
+            );
             match std::fs::read_to_string(path) {
                 Ok(text) => {
                     let lines: Vec<&str> = text.lines().collect();
@@ -113,10 +117,19 @@ mod tests {
             context: &context,
         }
         .render();
-        assert!(message.contains("waiting for: \"ready\" on screen"), "{message}");
+        assert!(
+            message.contains("waiting for: \"ready\" on screen"),
+            "{message}"
+        );
         assert!(message.contains("|ab|"), "{message}");
         assert!(message.contains("\\u{1b}[Hab"), "{message}");
-        assert!(message.contains("line 30") && !message.contains("line 10\n"), "{message}");
-        assert!(message.contains("--- missing") && message.contains("cannot read"), "{message}");
+        assert!(
+            message.contains("line 30") && !message.contains("line 10\n"),
+            "{message}"
+        );
+        assert!(
+            message.contains("--- missing") && message.contains("cannot read"),
+            "{message}"
+        );
     }
 }

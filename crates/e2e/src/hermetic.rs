@@ -18,9 +18,8 @@ pub const LANG: &str = "C.UTF-8";
 /// The environment every hermetic command starts with: `PATH` and `HOME`
 /// from the test process (to find tools), then fixed `TERM` and `LANG`.
 pub fn base_env() -> Vec<(String, String)> {
-    let inherit = |name: &str, default: &str| {
-        std::env::var(name).unwrap_or_else(|_| default.to_string())
-    };
+    let inherit =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
     vec![
         (
             "PATH".into(),

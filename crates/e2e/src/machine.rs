@@ -45,7 +45,10 @@ impl Machine {
         let mut machine = Machine {
             home,
             name: name.to_string(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             running: false,
         };
         machine.cli_ok(&["machine", "create", name]);
@@ -102,7 +105,8 @@ impl Machine {
     /// `exec_command(&["-t", "--", "guest-tui"])`.
     pub fn exec_command(&self, args: &[&str]) -> Command {
         let mut cmd = self.command();
-        cmd.args(["machine", "exec", "--name", &self.name]).args(args);
+        cmd.args(["machine", "exec", "--name", &self.name])
+            .args(args);
         cmd
     }
 
@@ -158,7 +162,9 @@ impl Drop for Machine {
         }
         let name = self.name.clone();
         let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.cli(&["machine", "stop", "--name", &name]).status.success()
+            self.cli(&["machine", "stop", "--name", &name])
+                .status
+                .success()
         }))
         .unwrap_or(false);
         if !stopped {

@@ -81,8 +81,16 @@ impl Grid {
             self.rows,
             self.cursor_row,
             self.cursor_col,
-            if self.cursor_visible { "visible" } else { "hidden" },
-            if self.alternate { "alternate-screen" } else { "normal-screen" },
+            if self.cursor_visible {
+                "visible"
+            } else {
+                "hidden"
+            },
+            if self.alternate {
+                "alternate-screen"
+            } else {
+                "normal-screen"
+            },
         );
         let width = usize::from(self.cols);
         for r in 0..usize::from(self.rows) {

@@ -292,7 +292,10 @@ impl Term {
                 .0;
         }
         drop(shared);
-        self.fail(&format!("the screen to stay unchanged for {quiet:?}"), deadline);
+        self.fail(
+            &format!("the screen to stay unchanged for {quiet:?}"),
+            deadline,
+        );
     }
 
     /// The screen in snapshot format, once it has settled (no new bytes for
@@ -309,10 +312,10 @@ impl Term {
         // Under the lock, so no byte written after the resize is parsed at the
         // old size.
         let mut shared = self.lock();
-        shared
-            .parser
-            .screen_mut()
-            .set_size(erows.try_into().expect("non-zero"), ecols.try_into().expect("non-zero"));
+        shared.parser.screen_mut().set_size(
+            erows.try_into().expect("non-zero"),
+            ecols.try_into().expect("non-zero"),
+        );
         set_winsize(&self.master, cols, rows)
             .unwrap_or_else(|e| panic!("e2e: TIOCSWINSZ {cols}x{rows}: {e}"));
         drop(shared);
@@ -353,7 +356,9 @@ impl Term {
         // A background process may still hold the PTY; then the output read
         // so far is what there is.
         let remaining = end.saturating_duration_since(Instant::now()).max(POLL);
-        poll_until(remaining.min(Duration::from_secs(1)), || self.lock().eof.then_some(()));
+        poll_until(remaining.min(Duration::from_secs(1)), || {
+            self.lock().eof.then_some(())
+        });
         exit
     }
 }

@@ -73,12 +73,25 @@ impl Tmux {
         let tmux = Tmux {
             dir,
             socket,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             command: shell_command.to_string(),
             context: Context::default(),
         };
         let (c, r) = (cols.to_string(), rows.to_string());
-        tmux.run(&["new-session", "-d", "-s", SESSION, "-x", &c, "-y", &r, shell_command]);
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            SESSION,
+            "-x",
+            &c,
+            "-y",
+            &r,
+            shell_command,
+        ]);
         tmux
     }
 
@@ -150,7 +163,11 @@ impl Tmux {
         let (c, r) = (cols.to_string(), rows.to_string());
         self.run(&["resize-window", "-t", SESSION, "-x", &c, "-y", &r]);
         let size = self.size();
-        assert_eq!(size, (cols, rows), "e2e: tmux pane did not take the new size");
+        assert_eq!(
+            size,
+            (cols, rows),
+            "e2e: tmux pane did not take the new size"
+        );
     }
 
     /// Types `keys` literally (no tmux key names).
@@ -218,7 +235,9 @@ impl Tmux {
 
     /// Waits until the pane shows `text`.
     pub fn wait_for_text(&self, text: &str, deadline: Duration) {
-        self.wait_until(&format!("{text:?} in the pane"), deadline, |s| s.contains(text));
+        self.wait_until(&format!("{text:?} in the pane"), deadline, |s| {
+            s.contains(text)
+        });
     }
 
     /// How the pane's command ended, if it has.
@@ -267,7 +286,13 @@ impl Drop for Tmux {
         // (tmux has not reaped it, so the id is still its own).
         if let Ok(out) = self
             .command()
-            .args(["display-message", "-p", "-t", SESSION, "#{pane_dead} #{pane_pid}"])
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                SESSION,
+                "#{pane_dead} #{pane_pid}",
+            ])
             .output()
         {
             let text = String::from_utf8_lossy(&out.stdout);

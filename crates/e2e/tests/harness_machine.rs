@@ -46,7 +46,11 @@ fn guest_tui_through_the_fake_shows_the_0x0_bug() {
 fn drop_stops_the_machine() {
     let machine = Machine::start("m3", &[]);
     let pid_file = machine.dir().join("agent.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let home = machine.home().to_path_buf();
     drop(machine);
     assert!(!home.exists(), "temp home left behind");
@@ -57,7 +61,10 @@ fn drop_stops_the_machine() {
     };
     let end = std::time::Instant::now() + DEADLINE;
     while alive() {
-        assert!(std::time::Instant::now() < end, "agent {pid} outlived its Machine");
+        assert!(
+            std::time::Instant::now() < end,
+            "agent {pid} outlived its Machine"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }

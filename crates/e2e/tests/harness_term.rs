@@ -18,7 +18,11 @@ fn the_program_sees_the_chosen_size_from_its_first_output() {
     // Repeated: a size set after the program starts would lose this race
     // some of the time.
     for _ in 0..10 {
-        let mut term = Term::spawn(100, 30, hermetic::command("stty").arg("size").to_owned_cmd());
+        let mut term = Term::spawn(
+            100,
+            30,
+            hermetic::command("stty").arg("size").to_owned_cmd(),
+        );
         assert_eq!(term.wait_exit(DEADLINE), Exit::Code(0));
         let first_line = term.contents().lines().next().unwrap_or("").to_string();
         assert_eq!(first_line, "30 100", "{}", term.render());
@@ -30,7 +34,11 @@ fn a_zero_size_pty_is_zero_for_the_program() {
     let mut term = Term::spawn(0, 0, hermetic::command("stty").arg("size").to_owned_cmd());
     assert_eq!(term.wait_exit(DEADLINE), Exit::Code(0));
     assert_eq!(term.contents().lines().next(), Some("0 0"));
-    assert!(term.render().starts_with("pty 0x0 size 80x24 "), "{}", term.render());
+    assert!(
+        term.render().starts_with("pty 0x0 size 80x24 "),
+        "{}",
+        term.render()
+    );
 }
 
 #[test]
@@ -69,7 +77,10 @@ fn guest_tui_snapshots_before_and_after_a_resize() {
     let mut cmd = hermetic::command(bins::guest_tui());
     cmd.args(["--label", "snap"]);
     let mut term = Term::spawn(60, 8, cmd);
-    term.wait_for_text("guest-tui snap size 60x8 first 60x8 frames 1 winch 0", DEADLINE);
+    term.wait_for_text(
+        "guest-tui snap size 60x8 first 60x8 frames 1 winch 0",
+        DEADLINE,
+    );
     insta::assert_snapshot!("guest_tui_60x8", term.snapshot());
     term.resize(56, 6);
     term.wait_for_text("size 56x6 first 60x8 frames 2 winch 1", DEADLINE);
@@ -91,13 +102,16 @@ fn a_failed_wait_shows_condition_screen_bytes_and_logs() {
         term.wait_for_text("ready", Duration::from_millis(200));
     }))
     .expect_err("waiting for text that never comes must fail");
-    let message = err
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
-    assert!(message.contains("waiting for: \"ready\" on screen"), "{message}");
+    let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("waiting for: \"ready\" on screen"),
+        "{message}"
+    );
     assert!(message.contains("gave up after 200ms"), "{message}");
-    assert!(message.contains("|not yet                       |"), "{message}");
+    assert!(
+        message.contains("|not yet                       |"),
+        "{message}"
+    );
     assert!(message.contains("running"), "{message}");
     assert!(message.contains("not yet\\u{1b}[1m"), "{message}");
     assert!(message.contains("last line of the log"), "{message}");
@@ -107,7 +121,9 @@ fn a_failed_wait_shows_condition_screen_bytes_and_logs() {
 fn dropping_the_term_kills_the_whole_process_group() {
     let mut term = Term::spawn(80, 24, sh("sleep 1000 & echo bg=$!; wait"));
     term.wait_until("the background pid", DEADLINE, |s| {
-        s.contents().lines().any(|l| l.starts_with("bg=") && l.len() > 3)
+        s.contents()
+            .lines()
+            .any(|l| l.starts_with("bg=") && l.len() > 3)
     });
     let pid: i32 = term
         .contents()
@@ -124,7 +140,10 @@ fn dropping_the_term_kills_the_whole_process_group() {
     };
     let end = std::time::Instant::now() + DEADLINE;
     while !gone() {
-        assert!(std::time::Instant::now() < end, "sleep {pid} outlived its Term");
+        assert!(
+            std::time::Instant::now() < end,
+            "sleep {pid} outlived its Term"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -139,7 +158,12 @@ fn the_environment_is_scrubbed() {
         .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
         .collect();
     names.sort();
-    assert_eq!(names, ["HOME", "LANG", "PATH", "TERM"], "{}", term.contents());
+    assert_eq!(
+        names,
+        ["HOME", "LANG", "PATH", "TERM"],
+        "{}",
+        term.contents()
+    );
     assert!(term.contents().contains("TERM=xterm-256color"));
     assert!(term.contents().contains("LANG=C.UTF-8"));
 }

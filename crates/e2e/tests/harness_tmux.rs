@@ -58,8 +58,14 @@ fn a_failed_wait_shows_the_pane() {
     }))
     .expect_err("must fail");
     let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(message.contains("waiting for: \"ready\" in the pane"), "{message}");
-    assert!(message.contains("|not yet                       |"), "{message}");
+    assert!(
+        message.contains("waiting for: \"ready\" in the pane"),
+        "{message}"
+    );
+    assert!(
+        message.contains("|not yet                       |"),
+        "{message}"
+    );
     assert!(message.contains("(running)"), "{message}");
 }
 
@@ -78,7 +84,10 @@ fn servers_are_private_and_killed_on_drop() {
     };
     let end = std::time::Instant::now() + DEADLINE;
     while alive() {
-        assert!(std::time::Instant::now() < end, "pane process {pid} outlived its Tmux");
+        assert!(
+            std::time::Instant::now() < end,
+            "pane process {pid} outlived its Tmux"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(b.try_exit(), None, "the other server was disturbed");

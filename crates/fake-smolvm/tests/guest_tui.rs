@@ -114,7 +114,9 @@ impl Pty {
     }
 
     fn wait_text(&self, text: &str) {
-        self.wait_for(&format!("{text:?} on screen"), |s| s.contents().contains(text));
+        self.wait_for(&format!("{text:?} on screen"), |s| {
+            s.contents().contains(text)
+        });
     }
 
     fn resize(&self, cols: u16, rows: u16) {
@@ -146,7 +148,10 @@ impl Pty {
             }
             thread::sleep(Duration::from_millis(10));
         }
-        panic!("guest-tui did not exit within {DEADLINE:?}\n{}", self.screen());
+        panic!(
+            "guest-tui did not exit within {DEADLINE:?}\n{}",
+            self.screen()
+        );
     }
 
     /// Once the program is gone, what the emulator shows is the normal screen
@@ -173,7 +178,10 @@ fn first_frame_shows_the_pty_size_and_q_quits_with_0() {
     pty.wait_text("believed 100x30");
     let screen = pty.screen();
     let rows: Vec<&str> = screen.lines().collect();
-    assert!(rows[1].starts_with('┌') && rows[1].chars().count() == 100, "{screen}");
+    assert!(
+        rows[1].starts_with('┌') && rows[1].chars().count() == 100,
+        "{screen}"
+    );
     assert!(rows[29].starts_with('└'), "{screen}");
     pty.send(b"q");
     assert_eq!(pty.wait_exit().code(), Some(0));
@@ -250,14 +258,21 @@ fn record_file_has_one_line_per_frame() {
         })
         .collect();
     assert_eq!(sizes, [(1, 100, 30), (2, 60, 20)]);
-    let (t1, t2) = (frames[0]["ms"].as_f64().unwrap(), frames[1]["ms"].as_f64().unwrap());
+    let (t1, t2) = (
+        frames[0]["ms"].as_f64().unwrap(),
+        frames[1]["ms"].as_f64().unwrap(),
+    );
     assert!(0.0 < t1 && t1 < t2, "{text}");
 }
 
 #[test]
 fn bad_usage_exits_2_and_no_terminal_is_a_clear_error() {
     let bin = env!("CARGO_BIN_EXE_guest-tui");
-    let out = Command::new(bin).arg("--exit-code").arg("300").output().unwrap();
+    let out = Command::new(bin)
+        .arg("--exit-code")
+        .arg("300")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(bin)
         .stdin(Stdio::null())

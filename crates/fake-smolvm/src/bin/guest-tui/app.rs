@@ -56,9 +56,9 @@ pub fn run(config: &Config) -> Result<i32> {
         bail!("not a terminal: neither stdout nor stdin is a TTY");
     };
     let mut recorder = match &config.record {
-        Some(path) => Some(
-            Recorder::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        ),
+        Some(path) => {
+            Some(Recorder::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+        }
         None => None,
     };
     let deadline = config.exit_after.map(|d| Instant::now() + d);
@@ -80,12 +80,16 @@ pub fn run(config: &Config) -> Result<i32> {
             None => SIZE_POLL,
         };
         let mut fds = vec![PollFd::new(winch.as_fd(), PollFlags::POLLIN)];
-        fds.extend(stops.iter().map(|(_, s)| PollFd::new(s.as_fd(), PollFlags::POLLIN)));
+        fds.extend(
+            stops
+                .iter()
+                .map(|(_, s)| PollFd::new(s.as_fd(), PollFlags::POLLIN)),
+        );
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as i32)
-            .unwrap_or(PollTimeout::ZERO);
+        let timeout =
+            PollTimeout::try_from(wait.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::ZERO);
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll"),
