@@ -16,6 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -169,12 +170,31 @@ impl Channel {
         stdin.flush()
     }
 
-    /// Closes the pipe (the loop ends), kills the channel's session and reaps it.
-    /// Returns its exit status if it could be collected.
-    pub fn close(mut self) -> Option<ExitStatus> {
+    /// Closes the pipe so the guest loop ends on EOF (and removes its PTY
+    /// record), gives the channel `grace` to exit by itself, then kills its
+    /// whole session and reaps it. Returns its exit status.
+    ///
+    /// Why a grace period: killing smolvm's client outright may leave the
+    /// guest loop waiting on a stdin nobody closes; an orderly EOF lets the
+    /// guest side finish. The grace is short because the wrapper exits right
+    /// after this and must not outlive the session noticeably.
+    pub fn close(mut self, grace: Duration) -> Option<ExitStatus> {
         drop(self.stdin.take());
+        let deadline = Instant::now() + grace;
+        let mut status = None;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(st)) => {
+                    status = Some(st);
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(_) => break,
+            }
+        }
+        // Also reaps stragglers of the session if the client itself exited.
         kill_group(self.child.id());
-        self.child.wait().ok()
+        status.or_else(|| self.child.wait().ok())
     }
 }
 

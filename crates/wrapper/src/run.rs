@@ -30,6 +30,10 @@ pub const EXIT_INTERNAL: i32 = 1;
 /// How often the terminal's mode is polled while waiting for readiness.
 const READINESS_POLL: Duration = Duration::from_millis(5);
 
+/// How long a closing channel may take to end by itself before it is killed
+/// (when the wrapper exits) — see [`Channel::close`].
+const CHANNEL_GRACE: Duration = Duration::from_millis(100);
+
 /// Everything the event loop reacts to.
 #[derive(Debug)]
 pub enum Event {
@@ -452,7 +456,8 @@ impl Session {
     fn channel_dead(&mut self, reason: &str) -> Vec<Action> {
         let mut fields = vec![("reason", reason.to_string())];
         if let Some(ch) = self.channel.take() {
-            if let Some(st) = ch.close() {
+            // The channel is broken: no grace, kill it now.
+            if let Some(st) = ch.close(Duration::ZERO) {
                 fields.push(("status", describe_status(st)));
             }
         }
@@ -524,7 +529,7 @@ impl Session {
             p.kill();
         }
         if let Some(ch) = self.channel.take() {
-            ch.close();
+            ch.close(CHANNEL_GRACE);
         }
         let code = exit_code(status);
         self.log.event("exit", &[("code", code.to_string()), ("status", describe_status(status))]);
