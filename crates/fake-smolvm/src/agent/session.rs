@@ -260,7 +260,7 @@ impl Agent {
             }
         }
 
-        let spawned = self.spawn(run, cfg);
+        let spawned = self.spawn(run, cfg, race_kill);
         let (child, sink, outputs) = match spawned {
             Ok(s) => s,
             Err((code, msg)) => return self.spawn_failed(run, &b, out, code, msg),
@@ -386,7 +386,12 @@ impl Agent {
 
     /// Starts the guest command. Err: (exit code, message) — 127/126 like a
     /// container runtime for a missing/unrunnable command, 1 for anything else.
-    fn spawn(&self, run: &RunRequest, cfg: &Resolved) -> Result<(Child, StdinSink, Outputs), (i32, String)> {
+    fn spawn(
+        &self,
+        run: &RunRequest,
+        cfg: &Resolved,
+        die_at_start: bool,
+    ) -> Result<(Child, StdinSink, Outputs), (i32, String)> {
         let workdir = run.workdir.clone().unwrap_or_else(|| "/".into());
         if !std::path::Path::new(&workdir).is_dir() {
             return Err((1, format!("exec failed: workdir {workdir}: no such directory")));
@@ -413,6 +418,11 @@ impl Agent {
                 }
                 if tty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
                     return Err(io::Error::last_os_error());
+                }
+                if die_at_start {
+                    // Fault 2, `sigkill` mode: the container is torn down as it
+                    // starts. Dying here, before exec, makes that deterministic.
+                    libc::raise(libc::SIGKILL);
                 }
                 Ok(())
             });

@@ -302,8 +302,24 @@ impl PtySession {
         wait_until(secs, || cond(&self.output()), || format!("{:?}", self.output()));
     }
 
-    pub fn write(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
+    pub fn write(&self, bytes: &[u8]) {
+        (&self.master).write_all(bytes).unwrap();
+    }
+
+    /// Waits until the process put the terminal in raw mode (ICANON off):
+    /// from then on typed bytes go to the guest instead of being flushed.
+    pub fn wait_raw(&self, secs: u64) {
+        let slave = self.open_slave();
+        wait_until(
+            secs,
+            || {
+                !nix::sys::termios::tcgetattr(&slave)
+                    .unwrap()
+                    .local_flags
+                    .contains(nix::sys::termios::LocalFlags::ICANON)
+            },
+            || self.output(),
+        );
     }
 
     /// Resizes the test's PTY (the kernel sends SIGWINCH to its foreground group).
