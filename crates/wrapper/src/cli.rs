@@ -68,7 +68,8 @@ pub struct Cli {
     pub fallback_ms: u64,
 
     /// Timeout (ms) of one push; a push that takes longer is killed and logged.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub push_timeout_ms: u64,
 
     /// Do not start the guest command through the sizing prologue (the guest
@@ -126,5 +127,6 @@ mod tests {
         assert!(parse(&["m"]).is_err(), "missing --");
         assert!(parse(&["m", "--"]).is_err(), "empty argv");
         assert!(parse(&["m", "smolvm", "machine"]).is_err(), "argv without --");
+        assert!(parse(&["--push-timeout-ms", "0", "m", "--", "x"]).is_err(), "zero timeout");
     }
 }

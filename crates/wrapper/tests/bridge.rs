@@ -69,6 +69,13 @@ fn resizes_are_followed(mode: &str) {
     w.wait_screen("size 120x40", Some(&fake));
     w.resize(90, 20);
     w.wait_screen("size 90x20", Some(&fake));
+    // A 0x0 answer is no size: logged, nothing pushed.
+    let pushes = w.log_text().matches("event=push ").count();
+    w.resize(0, 0);
+    w.wait_log("size size=none", Some(&fake));
+    w.resize(90, 20);
+    w.wait_log("skip size=90x20", Some(&fake));
+    assert_eq!(w.log_text().matches("event=push ").count(), pushes, "{}", w.log_text());
     w.type_bytes(b"q");
     assert!(w.wait_exit(Some(&fake)).success(), "{}", w.explain(Some(&fake)));
     assert_no_race(&fake);
