@@ -122,7 +122,12 @@ pub struct Channel {
 impl Channel {
     /// Opens the channel. Its answers arrive as [`Event::ChannelLine`], its
     /// stderr as [`Event::ChannelStderr`], its end as [`Event::ChannelEof`].
-    pub fn open(program: &Path, machine: &str, token: Option<u64>, tx: Sender<Event>) -> std::io::Result<Self> {
+    pub fn open(
+        program: &Path,
+        machine: &str,
+        token: Option<u64>,
+        tx: Sender<Event>,
+    ) -> std::io::Result<Self> {
         let mut child = side_command(program, machine, true, &script::channel(token))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -211,6 +216,20 @@ mod tests {
             ["smolvm", "machine", "exec", "--name", evil, "--", "sh", "-c", "SCRIPT"]
         );
         let argv = side_argv(Path::new("/x/smolvm"), "m", true, "S");
-        assert_eq!(argv, ["/x/smolvm", "machine", "exec", "-i", "--name", "m", "--", "sh", "-c", "S"]);
+        assert_eq!(
+            argv,
+            [
+                "/x/smolvm",
+                "machine",
+                "exec",
+                "-i",
+                "--name",
+                "m",
+                "--",
+                "sh",
+                "-c",
+                "S"
+            ]
+        );
     }
 }

@@ -82,7 +82,12 @@ pub struct Cli {
     pub force_bridge: bool,
 
     /// Append a logfmt line per decision to FILE.
-    #[arg(long, value_name = "FILE", env = "PTY_RESIZE_LOG", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PTY_RESIZE_LOG",
+        hide_env_values = true
+    )]
     pub log: Option<PathBuf>,
 }
 
@@ -103,7 +108,18 @@ mod tests {
     #[test]
     fn full_command_line() {
         let c = parse(&[
-            "--mode", "exec", "--fallback-ms", "500", "bottle", "--", "smolvm", "machine", "exec", "-t", "--", "top",
+            "--mode",
+            "exec",
+            "--fallback-ms",
+            "500",
+            "bottle",
+            "--",
+            "smolvm",
+            "machine",
+            "exec",
+            "-t",
+            "--",
+            "top",
         ])
         .unwrap();
         assert_eq!(c.machine, "bottle");
@@ -126,7 +142,13 @@ mod tests {
         assert!(parse(&[]).is_err(), "missing machine");
         assert!(parse(&["m"]).is_err(), "missing --");
         assert!(parse(&["m", "--"]).is_err(), "empty argv");
-        assert!(parse(&["m", "smolvm", "machine"]).is_err(), "argv without --");
-        assert!(parse(&["--push-timeout-ms", "0", "m", "--", "x"]).is_err(), "zero timeout");
+        assert!(
+            parse(&["m", "smolvm", "machine"]).is_err(),
+            "argv without --"
+        );
+        assert!(
+            parse(&["--push-timeout-ms", "0", "m", "--", "x"]).is_err(),
+            "zero timeout"
+        );
     }
 }

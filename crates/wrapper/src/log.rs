@@ -88,7 +88,14 @@ mod tests {
             "t_ms=12.345 event=push size=100x30 mode=channel\n"
         );
         assert_eq!(
-            format_line(Duration::ZERO, "push-failed", &[("reason", "Error: vm not found".into()), ("x", String::new())]),
+            format_line(
+                Duration::ZERO,
+                "push-failed",
+                &[
+                    ("reason", "Error: vm not found".into()),
+                    ("x", String::new())
+                ]
+            ),
             "t_ms=0.000 event=push-failed reason=\"Error: vm not found\" x=\"\"\n"
         );
         assert_eq!(

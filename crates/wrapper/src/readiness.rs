@@ -40,7 +40,10 @@ mod tests {
         assert!(!observable(None));
         assert!(!went_raw(Some(canon)));
         assert!(went_raw(Some(LocalFlags::empty())));
-        assert!(!went_raw(None), "an unreadable terminal is not a readiness signal");
+        assert!(
+            !went_raw(None),
+            "an unreadable terminal is not a readiness signal"
+        );
     }
 
     #[test]

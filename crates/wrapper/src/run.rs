@@ -139,7 +139,13 @@ pub fn main() -> i32 {
         match answer {
             Ok(Some(v)) if version::is_native(v) => Some(format!("native-{}.{}.{}", v.0, v.1, v.2)),
             Ok(Some(v)) => {
-                log.event("version", &[("version", format!("{}.{}.{}", v.0, v.1, v.2)), ("source", src)]);
+                log.event(
+                    "version",
+                    &[
+                        ("version", format!("{}.{}.{}", v.0, v.1, v.2)),
+                        ("source", src),
+                    ],
+                );
                 None
             }
             Ok(None) => {
@@ -156,7 +162,10 @@ pub fn main() -> i32 {
         log.event("start", &[("bridge", "off".into()), ("reason", reason)]);
         // Replace the wrapper: exit codes, signals and the terminal are then
         // exactly the command's own, at zero cost.
-        let err = Command::new(&main_path).arg0(program).args(&cli.argv[1..]).exec();
+        let err = Command::new(&main_path)
+            .arg0(program)
+            .args(&cli.argv[1..])
+            .exec();
         return cannot_run(program, &err.to_string(), &mut log);
     }
     let parsed = parsed.expect("bridge implies a parsed exec");
@@ -181,7 +190,13 @@ fn usage_error(e: clap::Error) -> i32 {
 }
 
 fn cannot_run(program: &str, reason: &str, log: &mut Log) -> i32 {
-    log.event("exit", &[("code", EXIT_CANNOT_RUN.to_string()), ("reason", reason.to_string())]);
+    log.event(
+        "exit",
+        &[
+            ("code", EXIT_CANNOT_RUN.to_string()),
+            ("reason", reason.to_string()),
+        ],
+    );
     eprintln!("pty-resize: cannot run '{program}': {reason}");
     EXIT_CANNOT_RUN
 }
@@ -228,13 +243,14 @@ fn bridge(
 ) -> i32 {
     let (tx, rx) = mpsc::channel();
     // Signals first: a resize from now on is never lost.
-    let mut signals = match signal_hook::iterator::Signals::new([SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("pty-resize: cannot install signal handlers: {e}");
-            return EXIT_INTERNAL;
-        }
-    };
+    let mut signals =
+        match signal_hook::iterator::Signals::new([SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT]) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("pty-resize: cannot install signal handlers: {e}");
+                return EXIT_INTERNAL;
+            }
+        };
     {
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -246,13 +262,22 @@ fn bridge(
         });
     }
     let initial = size::read_host();
-    log.event("size", &[("size", initial.map_or("none".into(), |s| s.to_string())), ("at", "start".into())]);
+    log.event(
+        "size",
+        &[
+            ("size", initial.map_or("none".into(), |s| s.to_string())),
+            ("at", "start".into()),
+        ],
+    );
     let token = make_token();
     let mut argv = cli.argv.clone();
     let prologue = match (cli.no_prologue, parsed.separator, initial) {
         (false, Some(sep), Some(size)) if parsed.has_command(&argv) => {
             argv = smolvm_argv::with_prologue(&argv, sep, &script::prologue(size, token));
-            log.event("prologue", &[("size", size.to_string()), ("token", token.to_string())]);
+            log.event(
+                "prologue",
+                &[("size", size.to_string()), ("token", token.to_string())],
+            );
             true
         }
         _ => {
@@ -263,12 +288,19 @@ fn bridge(
             } else {
                 "no-command"
             };
-            log.event("prologue", &[("applied", "false".into()), ("reason", reason.into())]);
+            log.event(
+                "prologue",
+                &[("applied", "false".into()), ("reason", reason.into())],
+            );
             false
         }
     };
     let observable = readiness::observable(readiness::stdin_lflags());
-    let mut child = match Command::new(main_path).arg0(&argv[0]).args(&argv[1..]).spawn() {
+    let mut child = match Command::new(main_path)
+        .arg0(&argv[0])
+        .args(&argv[1..])
+        .spawn()
+    {
         Ok(c) => c,
         Err(e) => return cannot_run(&argv[0], &e.to_string(), &mut log),
     };
@@ -352,7 +384,12 @@ impl Session {
         match ev {
             Event::ChildExited(status) => return Some(self.finish(status)),
             Event::Signal(sig) => self.signal(sig),
-            Event::ExecDone { id, status, stdout, stderr } => {
+            Event::ExecDone {
+                id,
+                status,
+                stdout,
+                stderr,
+            } => {
                 if matches!(self.in_flight, Some((fid, _, Transport::Exec(_))) if fid == id) {
                     self.in_flight = None;
                 }
@@ -365,23 +402,7 @@ impl Session {
                 let actions = self.sm.push_done(now, id, outcome);
                 self.execute(actions);
             }
-            Event::ChannelLine(line) => {
-                let Some(ack) = script::parse_ack(&line) else { return None };
-                match self.in_flight {
-                    Some((id, size, Transport::Channel)) => {
-                        self.in_flight = None;
-                        let outcome = match ack {
-                            Ok(got) if got == size => Outcome::Ok,
-                            Ok(got) => Outcome::Failed(format!("ack for {got}, expected {size}")),
-                            Err(line) => Outcome::Failed(format!("channel: {line}")),
-                        };
-                        let now = self.now();
-                        let actions = self.sm.push_done(now, id, outcome);
-                        self.execute(actions);
-                    }
-                    _ => self.log.event("channel-line", &[("line", line)]),
-                }
-            }
+            Event::ChannelLine(line) => self.channel_line(line),
             Event::ChannelStderr(line) => self.channel_stderr = Some(line),
             Event::ChannelEof => {
                 if self.channel.is_some() {
@@ -393,8 +414,29 @@ impl Session {
         None
     }
 
+    /// An answer from the channel: completes the push it carried.
+    fn channel_line(&mut self, line: String) {
+        let Some(ack) = script::parse_ack(&line) else {
+            return;
+        };
+        let Some((id, size, Transport::Channel)) = self.in_flight else {
+            self.log.event("channel-line", &[("line", line)]);
+            return;
+        };
+        self.in_flight = None;
+        let outcome = match ack {
+            Ok(got) if got == size => Outcome::Ok,
+            Ok(got) => Outcome::Failed(format!("ack for {got}, expected {size}")),
+            Err(line) => Outcome::Failed(format!("channel: {line}")),
+        };
+        let now = self.now();
+        let actions = self.sm.push_done(now, id, outcome);
+        self.execute(actions);
+    }
+
     fn signal(&mut self, sig: i32) {
-        let name = Signal::try_from(sig).map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
+        let name =
+            Signal::try_from(sig).map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
         match sig {
             SIGWINCH => {
                 let size = size::read_host();
@@ -406,13 +448,18 @@ impl Session {
                 let r = kill(self.child_pid, Signal::try_from(sig).ok());
                 self.log.event(
                     "signal",
-                    &[("signal", name), ("action", "forwarded".into()), ("ok", r.is_ok().to_string())],
+                    &[
+                        ("signal", name),
+                        ("action", "forwarded".into()),
+                        ("ok", r.is_ok().to_string()),
+                    ],
                 );
             }
             _ => {
                 // SIGINT/SIGQUIT come from the terminal, which sends them to the
                 // child too: the wrapper outlives them and exits with the child.
-                self.log.event("signal", &[("signal", name), ("action", "ignored".into())]);
+                self.log
+                    .event("signal", &[("signal", name), ("action", "ignored".into())]);
             }
         }
     }
@@ -441,12 +488,14 @@ impl Session {
     fn open_channel(&mut self) {
         match Channel::open(&self.side_path, &self.machine, self.token, self.tx.clone()) {
             Ok(ch) => {
-                self.log.event("channel-open", &[("pid", ch.pid().to_string())]);
+                self.log
+                    .event("channel-open", &[("pid", ch.pid().to_string())]);
                 self.channel = Some(ch);
             }
             Err(e) => {
                 self.channel_failed = true;
-                self.log.event("channel-dead", &[("reason", format!("spawn: {e}"))]);
+                self.log
+                    .event("channel-dead", &[("reason", format!("spawn: {e}"))]);
             }
         }
     }
@@ -470,7 +519,8 @@ impl Session {
             Some((id, _, Transport::Channel)) => {
                 self.in_flight = None;
                 let now = self.now();
-                self.sm.push_done(now, id, Outcome::TransportDied(format!("channel {reason}")))
+                self.sm
+                    .push_done(now, id, Outcome::TransportDied(format!("channel {reason}")))
             }
             _ => Vec::new(),
         }
@@ -478,7 +528,14 @@ impl Session {
 
     fn push(&mut self, id: u64, size: Size) -> Vec<Action> {
         if self.channel.is_some() {
-            self.log.event("push", &[("id", id.to_string()), ("size", size.to_string()), ("mode", "channel".into())]);
+            self.log.event(
+                "push",
+                &[
+                    ("id", id.to_string()),
+                    ("size", size.to_string()),
+                    ("mode", "channel".into()),
+                ],
+            );
             let sent = self.channel.as_mut().map(|c| c.send(size));
             match sent {
                 Some(Ok(())) => {
@@ -492,15 +549,30 @@ impl Session {
                 }
             }
         }
-        self.log.event("push", &[("id", id.to_string()), ("size", size.to_string()), ("mode", "exec".into())]);
-        match ExecPush::spawn(&self.side_path, &self.machine, id, size, self.token, self.tx.clone()) {
+        self.log.event(
+            "push",
+            &[
+                ("id", id.to_string()),
+                ("size", size.to_string()),
+                ("mode", "exec".into()),
+            ],
+        );
+        match ExecPush::spawn(
+            &self.side_path,
+            &self.machine,
+            id,
+            size,
+            self.token,
+            self.tx.clone(),
+        ) {
             Ok(p) => {
                 self.in_flight = Some((id, size, Transport::Exec(p)));
                 Vec::new()
             }
             Err(e) => {
                 let now = self.now();
-                self.sm.push_done(now, id, Outcome::Failed(format!("spawn: {e}")))
+                self.sm
+                    .push_done(now, id, Outcome::Failed(format!("spawn: {e}")))
             }
         }
     }
@@ -514,7 +586,8 @@ impl Session {
             Some((fid, _, Transport::Exec(p))) if fid == id => {
                 p.kill();
                 let now = self.now();
-                self.sm.push_done(now, id, Outcome::Failed("timeout".into()))
+                self.sm
+                    .push_done(now, id, Outcome::Failed("timeout".into()))
             }
             other => {
                 self.in_flight = other;
@@ -532,7 +605,13 @@ impl Session {
             ch.close(CHANNEL_GRACE);
         }
         let code = exit_code(status);
-        self.log.event("exit", &[("code", code.to_string()), ("status", describe_status(status))]);
+        self.log.event(
+            "exit",
+            &[
+                ("code", code.to_string()),
+                ("status", describe_status(status)),
+            ],
+        );
         code
     }
 }
@@ -576,13 +655,19 @@ mod tests {
         let a = make_token();
         let b = make_token();
         assert_ne!(a, b);
-        assert!(script::token_path(a).trim_start_matches("/tmp/.pty-resize-").chars().all(|c| c.is_ascii_digit()));
+        assert!(script::token_path(a)
+            .trim_start_matches("/tmp/.pty-resize-")
+            .chars()
+            .all(|c| c.is_ascii_digit()));
     }
 
     #[test]
     fn failure_description_prefers_stderr() {
         let st = ExitStatus::from_raw(1 << 8);
-        assert_eq!(describe_failure(st, "", "Error: vm not found: x\n"), "exit-1: Error: vm not found: x");
+        assert_eq!(
+            describe_failure(st, "", "Error: vm not found: x\n"),
+            "exit-1: Error: vm not found: x"
+        );
         assert_eq!(describe_failure(st, "", ""), "exit-1");
     }
 }

@@ -83,7 +83,10 @@ mod tests {
     fn validate_rejects_zero_and_absurd_sizes() {
         assert_eq!(validate(80, 24), Some(Size::new(80, 24)));
         assert_eq!(validate(1, 1), Some(Size::new(1, 1)));
-        assert_eq!(validate(MAX_DIM, MAX_DIM), Some(Size::new(MAX_DIM, MAX_DIM)));
+        assert_eq!(
+            validate(MAX_DIM, MAX_DIM),
+            Some(Size::new(MAX_DIM, MAX_DIM))
+        );
         assert_eq!(validate(0, 0), None);
         assert_eq!(validate(0, 24), None);
         assert_eq!(validate(80, 0), None);

@@ -162,7 +162,15 @@ impl Machine {
             vec![
                 ("size", opt(initial)),
                 ("prologue", prologue_applied.to_string()),
-                ("readiness", if readiness_observable { "raw-mode" } else { "timer" }.into()),
+                (
+                    "readiness",
+                    if readiness_observable {
+                        "raw-mode"
+                    } else {
+                        "timer"
+                    }
+                    .into(),
+                ),
                 ("fallback_ms", self.cfg.fallback.as_millis().to_string()),
             ],
         )]
@@ -180,7 +188,13 @@ impl Machine {
         self.ready = true;
         let mut out = vec![
             Action::Ready,
-            log("ready", vec![("via", how.to_string()), ("after_ms", ms(now - self.started_at.unwrap_or_default()))]),
+            log(
+                "ready",
+                vec![
+                    ("via", how.to_string()),
+                    ("after_ms", ms(now - self.started_at.unwrap_or_default())),
+                ],
+            ),
         ];
         if let Some(size) = self.current {
             self.request(now, size, &mut out);
@@ -231,7 +245,14 @@ impl Machine {
         match outcome {
             Outcome::Ok => {
                 self.last_pushed = Some(fl.size);
-                out.push(log("push-done", vec![("id", id.to_string()), ("size", fl.size.to_string()), ("took_ms", took)]));
+                out.push(log(
+                    "push-done",
+                    vec![
+                        ("id", id.to_string()),
+                        ("size", fl.size.to_string()),
+                        ("took_ms", took),
+                    ],
+                ));
             }
             Outcome::Failed(reason) => {
                 // The guest's size is unknown now: let the next SIGWINCH retry
@@ -239,7 +260,12 @@ impl Machine {
                 self.last_pushed = None;
                 out.push(log(
                     "push-failed",
-                    vec![("id", id.to_string()), ("size", fl.size.to_string()), ("took_ms", took), ("reason", reason)],
+                    vec![
+                        ("id", id.to_string()),
+                        ("size", fl.size.to_string()),
+                        ("took_ms", took),
+                        ("reason", reason),
+                    ],
                 ));
             }
             Outcome::TransportDied(reason) => {
@@ -285,7 +311,10 @@ impl Machine {
     /// Pushes `size` now, queues it behind the push in flight, or skips it.
     fn request(&mut self, now: Duration, size: Size, out: &mut Vec<Action>) {
         if let Some(fl) = self.in_flight {
-            let mut fields = vec![("size", size.to_string()), ("in_flight", fl.size.to_string())];
+            let mut fields = vec![
+                ("size", size.to_string()),
+                ("in_flight", fl.size.to_string()),
+            ];
             if let Some(old) = self.pending.replace(size) {
                 fields.push(("replaces", old.to_string()));
             }
@@ -293,7 +322,10 @@ impl Machine {
             return;
         }
         if self.last_pushed == Some(size) {
-            out.push(log("skip", vec![("size", size.to_string()), ("reason", "unchanged".into())]));
+            out.push(log(
+                "skip",
+                vec![("size", size.to_string()), ("reason", "unchanged".into())],
+            ));
             return;
         }
         let id = self.next_id;
@@ -370,7 +402,11 @@ mod tests {
         // Bring-up takes 3 s, longer than the 2 s fallback timer.
         let mut m = machine();
         m.start(t(0), Some(S(80, 24)), false, true);
-        assert_eq!(m.next_deadline(), None, "no timer when readiness is observable");
+        assert_eq!(
+            m.next_deadline(),
+            None,
+            "no timer when readiness is observable"
+        );
         for now in (0..3000).step_by(100) {
             assert!(m.tick(t(now)).is_empty(), "acted at {now} ms");
         }
@@ -432,8 +468,14 @@ mod tests {
         for i in 0..50u16 {
             all.extend(m.winch(t(20 + u64::from(i)), Some(S(81 + i, 25))));
         }
-        assert!(pushes(&all).is_empty(), "nothing starts while one is in flight");
-        assert_eq!(events(&all).iter().filter(|e| **e == "coalesce").count(), 50);
+        assert!(
+            pushes(&all).is_empty(),
+            "nothing starts while one is in flight"
+        );
+        assert_eq!(
+            events(&all).iter().filter(|e| **e == "coalesce").count(),
+            50
+        );
         let a = m.push_done(t(500), 1, Outcome::Ok);
         assert_eq!(pushes(&a), [(2, S(130, 25))]);
         let a = m.push_done(t(900), 2, Outcome::Ok);

@@ -199,7 +199,9 @@ pub fn detect(program: &Path) -> (Result<Option<Version>, String>, Source) {
 }
 
 fn write_cache(file: &Path, key: &str, version: Option<Version>) -> std::io::Result<()> {
-    let dir = file.parent().ok_or_else(|| std::io::Error::other("no parent"))?;
+    let dir = file
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no parent"))?;
     std::fs::create_dir_all(dir)?;
     let old = std::fs::read_to_string(file).unwrap_or_default();
     let tmp = dir.join(format!(".versions.{}", std::process::id()));

@@ -25,18 +25,43 @@ fn usage_errors_exit_2_with_one_line() {
     assert_one_line_error(&run(&["m"]), 2, "pty-resize: error:");
     assert_one_line_error(&run(&["m", "smolvm", "machine"]), 2, "pty-resize: error:");
     assert_one_line_error(&run(&["m", "--"]), 2, "pty-resize: error:");
-    assert_one_line_error(&run(&["", "--", "true"]), 2, "pty-resize: error: the machine name is empty");
-    assert_one_line_error(&run(&["--mode", "fast", "m", "--", "true"]), 2, "pty-resize: error:");
-    assert_one_line_error(&run(&["--fallback-ms", "-1", "m", "--", "true"]), 2, "pty-resize: error:");
+    assert_one_line_error(
+        &run(&["", "--", "true"]),
+        2,
+        "pty-resize: error: the machine name is empty",
+    );
+    assert_one_line_error(
+        &run(&["--mode", "fast", "m", "--", "true"]),
+        2,
+        "pty-resize: error:",
+    );
+    assert_one_line_error(
+        &run(&["--fallback-ms", "-1", "m", "--", "true"]),
+        2,
+        "pty-resize: error:",
+    );
 }
 
 #[test]
 fn program_that_cannot_run_exits_127() {
-    let out = run(&["m", "--", "/nonexistent/smolvm", "machine", "exec", "-t", "--", "sh"]);
+    let out = run(&[
+        "m",
+        "--",
+        "/nonexistent/smolvm",
+        "machine",
+        "exec",
+        "-t",
+        "--",
+        "sh",
+    ]);
     assert_one_line_error(&out, 127, "pty-resize: cannot run '/nonexistent/smolvm': ");
 
     let out = run(&["m", "--", "no-such-smolvm-pty-resize-test"]);
-    assert_one_line_error(&out, 127, "pty-resize: cannot run 'no-such-smolvm-pty-resize-test': ");
+    assert_one_line_error(
+        &out,
+        127,
+        "pty-resize: cannot run 'no-such-smolvm-pty-resize-test': ",
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("smolvm");

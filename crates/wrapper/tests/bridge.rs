@@ -9,7 +9,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 fn env(fake: &Fake) -> Vec<(&'static str, String)> {
-    vec![("FAKE_SMOLVM_HOME", fake.home.path().to_string_lossy().into_owned())]
+    vec![(
+        "FAKE_SMOLVM_HOME",
+        fake.home.path().to_string_lossy().into_owned(),
+    )]
 }
 
 /// `[opts…] <machine> -- <fake exec -t -- cmd…>`
@@ -31,7 +34,10 @@ fn assert_no_race(fake: &Fake) {
     let main = main_exec(&log);
     assert_eq!(main.fault, None, "main exec hit a fault: {log:#?}");
     for side in side_execs(&log) {
-        assert!(!side.bringup_overlaps(main), "side-channel bring-up overlaps the main exec's: {log:#?}");
+        assert!(
+            !side.bringup_overlaps(main),
+            "side-channel bring-up overlaps the main exec's: {log:#?}"
+        );
         assert!(
             side.stdin == "devnull" || side.stdin == "pipe",
             "side-channel stdin must never be the terminal: {side:#?}"
@@ -47,21 +53,39 @@ fn first_frame_is_at_the_host_size_while_the_naive_client_sees_0x0() {
         let argv = fake.exec_argv(true, &["stty", "size"]);
         let mut naive = Session::spawn(&fake_bin(), &argv[1..], &env(&fake), PtyOpts::default());
         assert!(naive.wait_exit(Some(&fake)).success());
-        assert_eq!(naive.output().lines().next(), Some("0 0"), "{}", naive.explain(Some(&fake)));
+        assert_eq!(
+            naive.output().lines().next(),
+            Some("0 0"),
+            "{}",
+            naive.explain(Some(&fake))
+        );
     }
 
     let fake = Fake::start("m");
     let argv = fake.exec_argv(true, &["stty", "size"]);
 
     let mut w = Session::wrapper(&args(&[], "m", argv), &env(&fake), PtyOpts::default());
-    assert!(w.wait_exit(Some(&fake)).success(), "{}", w.explain(Some(&fake)));
-    assert_eq!(w.output().lines().next(), Some("30 100"), "{}", w.explain(Some(&fake)));
+    assert!(
+        w.wait_exit(Some(&fake)).success(),
+        "{}",
+        w.explain(Some(&fake))
+    );
+    assert_eq!(
+        w.output().lines().next(),
+        Some("30 100"),
+        "{}",
+        w.explain(Some(&fake))
+    );
     assert_no_race(&fake);
 }
 
 fn resizes_are_followed(mode: &str) {
     let fake = Fake::start("m");
-    let mut w = Session::wrapper(&args(&["--mode", mode], "m", tui(&fake)), &env(&fake), PtyOpts::default());
+    let mut w = Session::wrapper(
+        &args(&["--mode", mode], "m", tui(&fake)),
+        &env(&fake),
+        PtyOpts::default(),
+    );
     // The first frame is already right (the prologue).
     w.wait_screen("size 100x30 first 100x30", Some(&fake));
     w.wait_log("ready", Some(&fake));
@@ -75,9 +99,18 @@ fn resizes_are_followed(mode: &str) {
     w.wait_log("size size=none", Some(&fake));
     w.resize(90, 20);
     w.wait_log("skip size=90x20", Some(&fake));
-    assert_eq!(w.log_text().matches("event=push ").count(), pushes, "{}", w.log_text());
+    assert_eq!(
+        w.log_text().matches("event=push ").count(),
+        pushes,
+        "{}",
+        w.log_text()
+    );
     w.type_bytes(b"q");
-    assert!(w.wait_exit(Some(&fake)).success(), "{}", w.explain(Some(&fake)));
+    assert!(
+        w.wait_exit(Some(&fake)).success(),
+        "{}",
+        w.explain(Some(&fake))
+    );
     assert_no_race(&fake);
     let log = fake.exec_log();
     let sides = side_execs(&log);
@@ -114,7 +147,11 @@ fn slow_bringup_longer_than_the_fallback_timer_never_races() {
     e.push(("FAKE_SMOLVM_BRINGUP_MS", "3000".into()));
     // Without the prologue a push is needed at ready: the racy case.
     let mut w = Session::wrapper(
-        &args(&["--mode", "exec", "--fallback-ms", "500", "--no-prologue"], "m", tui(&fake)),
+        &args(
+            &["--mode", "exec", "--fallback-ms", "500", "--no-prologue"],
+            "m",
+            tui(&fake),
+        ),
         &e,
         PtyOpts::default(),
     );
@@ -124,14 +161,21 @@ fn slow_bringup_longer_than_the_fallback_timer_never_races() {
     let text = w.log_text();
     assert!(text.contains("event=ready via=raw-mode"), "{text}");
     w.type_bytes(b"q");
-    assert!(w.wait_exit(Some(&fake)).success(), "{}", w.explain(Some(&fake)));
+    assert!(
+        w.wait_exit(Some(&fake)).success(),
+        "{}",
+        w.explain(Some(&fake))
+    );
     assert_no_race(&fake);
     let log = fake.exec_log();
     let main = main_exec(&log);
     let sides = side_execs(&log);
     assert!(!sides.is_empty());
     for side in sides {
-        assert!(side.start_ms >= main.bringup_end_ms.unwrap(), "side-channel started during bring-up: {log:#?}");
+        assert!(
+            side.start_ms >= main.bringup_end_ms.unwrap(),
+            "side-channel started during bring-up: {log:#?}"
+        );
     }
 }
 
@@ -141,7 +185,11 @@ fn burst_of_50(mode: &str) {
     // Arm the shared-stdin abort for every exec: a side-channel that shared
     // the terminal would kill the session.
     e.push(("FAKE_SMOLVM_SHARED_STDIN", "always".into()));
-    let mut w = Session::wrapper(&args(&["--mode", mode], "m", tui(&fake)), &e, PtyOpts::default());
+    let mut w = Session::wrapper(
+        &args(&["--mode", mode], "m", tui(&fake)),
+        &e,
+        PtyOpts::default(),
+    );
     w.wait_screen("size 100x30", Some(&fake));
     w.wait_log("ready", Some(&fake));
     let sizes: Vec<(u16, u16)> = (0..50).map(|i| (60 + i, 20 + i % 10)).collect();
@@ -151,20 +199,35 @@ fn burst_of_50(mode: &str) {
     let (c, r) = *sizes.last().unwrap();
     w.wait_screen(&format!("size {c}x{r}"), Some(&fake));
     w.type_bytes(b"q");
-    assert!(w.wait_exit(Some(&fake)).success(), "{}", w.explain(Some(&fake)));
+    assert!(
+        w.wait_exit(Some(&fake)).success(),
+        "{}",
+        w.explain(Some(&fake))
+    );
     assert_no_race(&fake);
     let log = fake.exec_log();
     let sides = side_execs(&log);
     for (i, a) in sides.iter().enumerate() {
         for b in &sides[i + 1..] {
-            assert!(!a.lifetime_overlaps(b), "two side-channels at once: {a:#?} {b:#?}");
+            assert!(
+                !a.lifetime_overlaps(b),
+                "two side-channels at once: {a:#?} {b:#?}"
+            );
         }
     }
     let pushes = w.log_text().matches("event=push ").count();
-    assert!(pushes < 10, "{pushes} pushes for 50 resizes:\n{}", w.log_text());
+    assert!(
+        pushes < 10,
+        "{pushes} pushes for 50 resizes:\n{}",
+        w.log_text()
+    );
     match mode {
         "exec" => {
-            assert!(sides.len() < 10, "{} side execs for 50 resizes", sides.len());
+            assert!(
+                sides.len() < 10,
+                "{} side execs for 50 resizes",
+                sides.len()
+            );
             assert!(sides.iter().all(|r| r.stdin == "devnull"), "{log:#?}");
         }
         _ => assert_eq!(sides.len(), 1, "{log:#?}"),
@@ -189,22 +252,38 @@ fn exit_code_passes_through() {
         &env(&fake),
         PtyOpts::default(),
     );
-    assert_eq!(w.wait_exit(Some(&fake)).code(), Some(7), "{}", w.explain(Some(&fake)));
+    assert_eq!(
+        w.wait_exit(Some(&fake)).code(),
+        Some(7),
+        "{}",
+        w.explain(Some(&fake))
+    );
 }
 
 #[test]
 fn guest_killed_by_a_signal_gives_128_plus_n() {
     let fake = Fake::start("m");
     let mut w = Session::wrapper(
-        &args(&[], "m", fake.exec_argv(true, &["sh", "-c", "kill -KILL $$"])),
+        &args(
+            &[],
+            "m",
+            fake.exec_argv(true, &["sh", "-c", "kill -KILL $$"]),
+        ),
         &env(&fake),
         PtyOpts::default(),
     );
-    assert_eq!(w.wait_exit(Some(&fake)).code(), Some(137), "{}", w.explain(Some(&fake)));
+    assert_eq!(
+        w.wait_exit(Some(&fake)).code(),
+        Some(137),
+        "{}",
+        w.explain(Some(&fake))
+    );
 }
 
 fn logged_pid(log: &str, event: &str) -> Option<i32> {
-    let line = log.lines().find(|l| l.contains(&format!("event={event} ")))?;
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("event={event} ")))?;
     let at = line.find("pid=")? + 4;
     line[at..].split_whitespace().next()?.parse().ok()
 }
@@ -212,7 +291,13 @@ fn logged_pid(log: &str, event: &str) -> Option<i32> {
 fn alive(pid: i32) -> bool {
     // A zombie is not running; look at the state letter.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -227,7 +312,10 @@ fn sigterm_reaches_the_child_and_nothing_is_left_running() {
     let st = w.wait_exit(Some(&fake));
     assert_eq!(st.code(), Some(128 + 15), "{}", w.explain(Some(&fake)));
     let text = w.log_text();
-    assert!(text.contains("event=signal signal=SIGTERM action=forwarded ok=true"), "{text}");
+    assert!(
+        text.contains("event=signal signal=SIGTERM action=forwarded ok=true"),
+        "{text}"
+    );
     assert!(!alive(channel), "channel {channel} still running");
 }
 
@@ -239,7 +327,10 @@ fn sigint_to_the_wrapper_alone_does_not_end_the_session() {
     kill(Pid::from_raw(w.child.id() as i32), Signal::SIGINT).unwrap();
     kill(Pid::from_raw(w.child.id() as i32), Signal::SIGQUIT).unwrap();
     w.wait_log("signal signal=SIGQUIT", Some(&fake));
-    assert!(w.child.try_wait().unwrap().is_none(), "the wrapper died of SIGINT/SIGQUIT");
+    assert!(
+        w.child.try_wait().unwrap().is_none(),
+        "the wrapper died of SIGINT/SIGQUIT"
+    );
     w.resize(101, 31);
     w.wait_screen("size 101x31", Some(&fake));
     w.type_bytes(b"q");
@@ -255,16 +346,29 @@ fn a_child_that_exits_at_once_ends_the_wrapper_at_once() {
     e.push(("FAKE_SMOLVM_BRINGUP_MS", "0".into()));
     let t0 = Instant::now();
     let mut w = Session::wrapper(
-        &args(&["--fallback-ms", "10000"], "m", fake.exec_argv(true, &["sh", "-c", "exit 3"])),
+        &args(
+            &["--fallback-ms", "10000"],
+            "m",
+            fake.exec_argv(true, &["sh", "-c", "exit 3"]),
+        ),
         &e,
         PtyOpts {
             raw: true,
             ..PtyOpts::default()
         },
     );
-    assert_eq!(w.wait_exit(Some(&fake)).code(), Some(3), "{}", w.explain(Some(&fake)));
+    assert_eq!(
+        w.wait_exit(Some(&fake)).code(),
+        Some(3),
+        "{}",
+        w.explain(Some(&fake))
+    );
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(3), "took {took:?}\n{}", w.explain(Some(&fake)));
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}\n{}",
+        w.explain(Some(&fake))
+    );
     assert!(w.log_text().contains("readiness=timer"), "{}", w.log_text());
     assert!(side_execs(&fake.exec_log()).is_empty());
 
@@ -272,8 +376,17 @@ fn a_child_that_exits_at_once_ends_the_wrapper_at_once() {
     let t0 = Instant::now();
     let mut argv = fake.exec_argv(true, &["true"]);
     argv[4] = "nope".into();
-    let mut w = Session::wrapper(&args(&["--fallback-ms", "10000"], "nope", argv), &e, PtyOpts::default());
-    assert_eq!(w.wait_exit(Some(&fake)).code(), Some(1), "{}", w.explain(Some(&fake)));
+    let mut w = Session::wrapper(
+        &args(&["--fallback-ms", "10000"], "nope", argv),
+        &e,
+        PtyOpts::default(),
+    );
+    assert_eq!(
+        w.wait_exit(Some(&fake)).code(),
+        Some(1),
+        "{}",
+        w.explain(Some(&fake))
+    );
     assert!(t0.elapsed() < Duration::from_secs(3));
 }
 
@@ -292,7 +405,11 @@ fn without_a_terminal_on_stdout_there_is_no_bridge() {
     let log = fake.exec_log();
     assert_eq!(log.len(), 1, "{log:#?}");
     assert_eq!(log[0].argv, ["sh", "-c", "exit 4"], "argv must run as is");
-    assert!(w.log_text().contains("bridge=off reason=not-a-tty"), "{}", w.log_text());
+    assert!(
+        w.log_text().contains("bridge=off reason=not-a-tty"),
+        "{}",
+        w.log_text()
+    );
 }
 
 #[test]
@@ -302,16 +419,35 @@ fn native_forwarding_runs_the_argv_as_is_unless_forced() {
     e.push(("FAKE_SMOLVM_COMPAT", "0.8.1".into()));
     let argv = fake.exec_argv(true, &["sh", "-c", "exit 0"]);
     let mut w = Session::wrapper(&args(&[], "m", argv.clone()), &e, PtyOpts::default());
-    assert!(w.wait_exit(Some(&fake)).success(), "{}", w.explain(Some(&fake)));
-    assert!(w.log_text().contains("bridge=off reason=native-0.8.1"), "{}", w.log_text());
+    assert!(
+        w.wait_exit(Some(&fake)).success(),
+        "{}",
+        w.explain(Some(&fake))
+    );
+    assert!(
+        w.log_text().contains("bridge=off reason=native-0.8.1"),
+        "{}",
+        w.log_text()
+    );
     assert_eq!(fake.exec_log()[0].argv, ["sh", "-c", "exit 0"]);
 
-    let mut w = Session::wrapper(&args(&["--force-bridge"], "m", argv), &e, PtyOpts::default());
-    assert!(w.wait_exit(Some(&fake)).success(), "{}", w.explain(Some(&fake)));
+    let mut w = Session::wrapper(
+        &args(&["--force-bridge"], "m", argv),
+        &e,
+        PtyOpts::default(),
+    );
+    assert!(
+        w.wait_exit(Some(&fake)).success(),
+        "{}",
+        w.explain(Some(&fake))
+    );
     let log = fake.exec_log();
     assert_eq!(log.len(), 2);
     assert_eq!(log[1].argv[0..2], ["sh", "-c"]);
-    assert!(log[1].argv[2].starts_with("stty cols 100 rows 30"), "{log:#?}");
+    assert!(
+        log[1].argv[2].starts_with("stty cols 100 rows 30"),
+        "{log:#?}"
+    );
 }
 
 /// A machine name full of shell metacharacters is one argv element: no
@@ -336,7 +472,14 @@ fn hostile_machine_name_never_reaches_a_shell() {
     // The session goes on and still follows the terminal (through the main exec, the guest still runs).
     assert!(w.child.try_wait().unwrap().is_none());
     w.type_bytes(b"q");
-    assert!(w.wait_exit(Some(&fake)).success(), "{}", w.explain(Some(&fake)));
+    assert!(
+        w.wait_exit(Some(&fake)).success(),
+        "{}",
+        w.explain(Some(&fake))
+    );
     assert!(!pwned.exists(), "a shell ran the machine name");
-    assert!(!w.screen().contains("vm not found"), "side-channel output reached the terminal");
+    assert!(
+        !w.screen().contains("vm not found"),
+        "side-channel output reached the terminal"
+    );
 }

@@ -53,7 +53,11 @@ pub fn guest_tui_bin() -> PathBuf {
 
 /// Polls `cond` until it returns `Some` or the deadline passes; on timeout
 /// panics with `what` and the diagnostics `explain` returns.
-pub fn wait_for<T>(what: &str, mut cond: impl FnMut() -> Option<T>, explain: impl Fn() -> String) -> T {
+pub fn wait_for<T>(
+    what: &str,
+    mut cond: impl FnMut() -> Option<T>,
+    explain: impl Fn() -> String,
+) -> T {
     let end = Instant::now() + DEADLINE;
     loop {
         if let Some(v) = cond() {
@@ -83,7 +87,12 @@ impl Fake {
             vec!["machine", "create", machine],
             vec!["machine", "start", "--name", machine],
         ] {
-            let out = fake.command().args(&args).stdin(Stdio::null()).output().unwrap();
+            let out = fake
+                .command()
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
             assert!(out.status.success(), "fake-smolvm {args:?}: {out:?}");
         }
         fake
@@ -92,12 +101,17 @@ impl Fake {
     /// `fake-smolvm` with this home and a clean, hermetic environment.
     pub fn command(&self) -> Command {
         let mut c = Command::new(fake_bin());
-        c.env("FAKE_SMOLVM_HOME", self.home.path()).env_remove("TMUX");
+        c.env("FAKE_SMOLVM_HOME", self.home.path())
+            .env_remove("TMUX");
         c
     }
 
     pub fn exec_log_path(&self) -> PathBuf {
-        self.home.path().join("vms").join(&self.machine).join("exec.log")
+        self.home
+            .path()
+            .join("vms")
+            .join(&self.machine)
+            .join("exec.log")
     }
 
     pub fn exec_log(&self) -> Vec<ExecRecord> {
@@ -186,7 +200,12 @@ pub struct Session {
 
 impl Session {
     /// Runs `program args…` with the PTY as controlling terminal and stdio.
-    pub fn spawn(program: &Path, args: &[String], env: &[(&str, String)], opts: PtyOpts) -> Session {
+    pub fn spawn(
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        opts: PtyOpts,
+    ) -> Session {
         Session::spawn_in(tempfile::tempdir().unwrap(), program, args, env, opts)
     }
 
@@ -205,7 +224,8 @@ impl Session {
         if opts.raw {
             let mut t = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
             nix::sys::termios::cfmakeraw(&mut t);
-            nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+            nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t)
+                .unwrap();
         }
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -237,7 +257,11 @@ impl Session {
         drop(cmd);
         drop(pty.slave);
         let master = File::from(pty.master);
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(opts.rows.max(1).try_into().unwrap(), opts.cols.max(1).try_into().unwrap(), 0)));
+        let parser = Arc::new(Mutex::new(vt100::Parser::new(
+            opts.rows.max(1).try_into().unwrap(),
+            opts.cols.max(1).try_into().unwrap(),
+            0,
+        )));
         let raw = Arc::new(Mutex::new(Vec::new()));
         let mut reader = master.try_clone().unwrap();
         let (p, r) = (parser.clone(), raw.clone());
@@ -319,7 +343,10 @@ impl Session {
         // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
         let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
         assert_eq!(rc, 0, "TIOCSWINSZ");
-        self.parser.lock().unwrap().screen_mut().set_size(rows.max(1).try_into().unwrap(), cols.max(1).try_into().unwrap());
+        self.parser.lock().unwrap().screen_mut().set_size(
+            rows.max(1).try_into().unwrap(),
+            cols.max(1).try_into().unwrap(),
+        );
     }
 
     pub fn type_bytes(&mut self, bytes: &[u8]) {
