@@ -30,7 +30,7 @@ pub const INNER_TERM: &str = "screen";
 /// the config; `resize-window` sets it for the window by itself. The empty
 /// `remain-on-exit-format` keeps a dead pane's screen as the program left it
 /// (by default tmux scrolls it up to add a "Pane is dead" line); the exit
-/// status is read from `#{pane_dead_status}` instead.
+/// status is read from the file the pane's wrapper shell writes instead.
 const CONFIG: &str = "\
 set -g remain-on-exit on
 set -g remain-on-exit-format ''
@@ -80,6 +80,17 @@ impl Tmux {
             command: shell_command.to_string(),
             context: Context::default(),
         };
+        // The command runs from a script under a shell that records its exit
+        // status: tmux 3.3a, started from a test process, sometimes never
+        // reaps a pane's process (it stays a zombie and the pane never turns
+        // dead), so `#{pane_dead_status}` cannot be relied on.
+        let script = tmux.dir.path().join("pane.sh");
+        std::fs::write(&script, format!("{shell_command}\n")).expect("e2e: write pane.sh");
+        let wrapper = format!(
+            "sh '{}'; echo $? > '{}'",
+            script.display(),
+            tmux.exit_file().display()
+        );
         let (c, r) = (cols.to_string(), rows.to_string());
         tmux.run(&[
             "new-session",
@@ -90,12 +101,17 @@ impl Tmux {
             &c,
             "-y",
             &r,
-            shell_command,
+            &wrapper,
         ]);
         tmux
     }
 
-    /// The temp folder of this server (socket, config); free for test files.
+    fn exit_file(&self) -> PathBuf {
+        self.dir.path().join("pane-exit-status")
+    }
+
+    /// The temp folder of this server (socket, config, the pane's script and
+    /// exit status); free for test files.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -240,32 +256,37 @@ impl Tmux {
         });
     }
 
-    /// How the pane's command ended, if it has.
+    /// How the pane's command ended, if it has, as its shell saw it: a
+    /// command killed by signal N shows as `Exit::Code(128 + N)`.
     pub fn try_exit(&self) -> Option<Exit> {
-        let info = self.display("#{pane_dead} #{pane_dead_status} #{pane_dead_signal}");
-        let mut it = info.split(' ');
-        if it.next() != Some("1") {
-            return None;
-        }
-        let status = it.next().and_then(|s| s.parse().ok());
-        let signal = it.next().and_then(|s| s.parse().ok());
-        match (status, signal) {
-            (_, Some(sig)) if sig != 0 => Some(Exit::Signal(sig)),
-            (Some(code), _) => Some(Exit::Code(code)),
-            _ => None,
-        }
+        let text = std::fs::read_to_string(self.exit_file()).ok()?;
+        // Written by `echo`: complete once it ends with a newline.
+        let code = text.strip_suffix('\n')?.trim().parse().ok()?;
+        Some(Exit::Code(code))
     }
 
-    /// Waits for the pane's command to end; panics with the report on timeout.
+    /// Waits for the pane's command to end and for tmux to have shown its
+    /// last output; panics with the report on timeout.
     pub fn wait_exit(&self, deadline: Duration) -> Exit {
-        poll_until(deadline, || self.try_exit())
-            .unwrap_or_else(|| self.fail("the pane's command to exit", deadline))
+        let exit = poll_until(deadline, || self.try_exit())
+            .unwrap_or_else(|| self.fail("the pane's command to exit", deadline));
+        // tmux reads the pane's output asynchronously: let it catch up.
+        self.snapshot();
+        exit
     }
 
     fn fail(&self, description: &str, deadline: Duration) -> ! {
         let status = match self.try_exit() {
             Some(exit) => exit.to_string(),
-            None => "running".to_string(),
+            None => {
+                // What the kernel says, in case tmux missed the exit.
+                let pid = self.display("#{pane_pid}");
+                let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.split(' ').nth(2).map(str::to_string))
+                    .unwrap_or_else(|| "gone".to_string());
+                format!("running; pane pid {pid} state {state}")
+            }
         };
         let report = Report {
             what: description,

@@ -66,7 +66,7 @@ fn a_failed_wait_shows_the_pane() {
         message.contains("|not yet                       |"),
         "{message}"
     );
-    assert!(message.contains("(running)"), "{message}");
+    assert!(message.contains("(running; pane pid"), "{message}");
 }
 
 #[test]
