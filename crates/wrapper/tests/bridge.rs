@@ -483,3 +483,65 @@ fn hostile_machine_name_never_reaches_a_shell() {
         "side-channel output reached the terminal"
     );
 }
+
+/// A `--smolvm` that breaks the persistent channel (`-i` execs) in `how`,
+/// and passes everything else to the fake.
+fn broken_channel_smolvm(dir: &std::path::Path, how: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("smolvm-broken-channel");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" -i \"*) {how};; esac\nexec {} \"$@\"\n",
+            fake_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn channel_failure_falls_back_to_exec(how: &str, extra: &[&str], reason: &str) {
+    let fake = Fake::start("m");
+    let dir = tempfile::tempdir().unwrap();
+    let smolvm = broken_channel_smolvm(dir.path(), how);
+    let mut opts = vec!["--mode", "channel", "--smolvm", smolvm.to_str().unwrap()];
+    opts.extend_from_slice(extra);
+    let mut w = Session::wrapper(
+        &args(&opts, "m", tui(&fake)),
+        &env(&fake),
+        PtyOpts::default(),
+    );
+    w.wait_screen("size 100x30", Some(&fake));
+    w.wait_log("ready", Some(&fake));
+    w.resize(120, 40);
+    w.wait_screen("size 120x40", Some(&fake));
+    let text = w.log_text();
+    assert!(
+        text.contains(&format!("event=channel-dead reason={reason}")),
+        "{text}"
+    );
+    assert!(text.contains("mode=exec"), "{text}");
+    w.resize(90, 20);
+    w.wait_screen("size 90x20", Some(&fake));
+    w.type_bytes(b"q");
+    assert!(
+        w.wait_exit(Some(&fake)).success(),
+        "{}",
+        w.explain(Some(&fake))
+    );
+    assert_no_race(&fake);
+    assert!(side_execs(&fake.exec_log())
+        .iter()
+        .all(|r| r.stdin == "devnull"));
+}
+
+#[test]
+fn a_channel_that_dies_falls_back_to_one_exec_per_resize() {
+    channel_failure_falls_back_to_exec("echo 'Error: broken' >&2; exit 1", &[], "eof");
+}
+
+#[test]
+fn a_channel_that_hangs_times_out_and_falls_back() {
+    channel_failure_falls_back_to_exec("exec sleep 600", &["--push-timeout-ms", "500"], "timeout");
+}
