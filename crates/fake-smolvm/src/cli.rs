@@ -115,7 +115,12 @@ struct ExecArgs {
     #[arg(long)]
     stream: bool,
     /// The command to run (after `--`).
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     command: Vec<String>,
 }
 
@@ -192,14 +197,27 @@ mod tests {
     fn timeout_values() {
         assert_eq!(parse_timeout("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_timeout("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_timeout("0s").unwrap_err().contains("greater than zero"));
+        assert!(parse_timeout("0s")
+            .unwrap_err()
+            .contains("greater than zero"));
         assert!(parse_timeout("soon").is_err());
     }
 
     #[test]
     fn exec_takes_everything_after_dashes() {
         let cli = Cli::try_parse_from([
-            "fake-smolvm", "vm", "exec", "--name", "m", "-it", "-e", "A=1", "--", "sh", "-c", "echo -n hi",
+            "fake-smolvm",
+            "vm",
+            "exec",
+            "--name",
+            "m",
+            "-it",
+            "-e",
+            "A=1",
+            "--",
+            "sh",
+            "-c",
+            "echo -n hi",
         ])
         .unwrap();
         match cli.command {
@@ -214,7 +232,8 @@ mod tests {
 
     #[test]
     fn exec_without_command_is_a_usage_error() {
-        let err = Cli::try_parse_from(["fake-smolvm", "machine", "exec", "--name", "m"]).unwrap_err();
+        let err =
+            Cli::try_parse_from(["fake-smolvm", "machine", "exec", "--name", "m"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 

@@ -144,7 +144,9 @@ fn report(f: &Fail) -> i32 {
 }
 
 fn lost(e: Option<io::Error>, bringup: Option<(f64, f64)>) -> Outcome {
-    let why = e.map(|e| e.to_string()).unwrap_or_else(|| "connection closed".into());
+    let why = e
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "connection closed".into());
     Outcome::error(format!("agent operation failed: {why}"), None, bringup)
 }
 
@@ -319,7 +321,12 @@ fn forward_sizes(writer: Writer) {
 fn pump_stdin(writer: Writer, closed: bool) {
     std::thread::spawn(move || {
         if closed {
-            let _ = send(&writer, &Request::Stdin { data: String::new() });
+            let _ = send(
+                &writer,
+                &Request::Stdin {
+                    data: String::new(),
+                },
+            );
             return;
         }
         let mut buf = [0u8; 4096];

@@ -25,15 +25,21 @@ pub fn create(home: &Home, name: Option<String>) -> Res<()> {
     home.ensure()?;
     let name = match name {
         Some(n) => n,
-        None => machine::generated_name().map_err(|e| fail(format!("cannot generate a name: {e}")))?,
+        None => {
+            machine::generated_name().map_err(|e| fail(format!("cannot generate a name: {e}")))?
+        }
     };
     machine::validate_name(&name)?;
     let dir = home.machine_dir(&name);
     if machine::load(&dir).is_some() {
         return Err(fail(format!("machine '{name}' already exists")));
     }
-    fs::create_dir_all(&dir)
-        .map_err(|e| fail(format!("cannot create machine folder {}: {e}", dir.display())))?;
+    fs::create_dir_all(&dir).map_err(|e| {
+        fail(format!(
+            "cannot create machine folder {}: {e}",
+            dir.display()
+        ))
+    })?;
     machine::save(
         &dir,
         &Meta {
@@ -74,7 +80,12 @@ pub fn start(home: &Home, name: &str) -> Res<()> {
         .create(true)
         .append(true)
         .open(dir.join("agent.log"))
-        .map_err(|e| fail(format!("cannot open {}: {e}", dir.join("agent.log").display())))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot open {}: {e}",
+                dir.join("agent.log").display()
+            ))
+        })?;
     let exe = std::env::current_exe().map_err(|e| fail(format!("cannot find own binary: {e}")))?;
     let mut cmd = Command::new(exe);
     cmd.arg("__agent")
@@ -115,7 +126,12 @@ pub fn start(home: &Home, name: &str) -> Res<()> {
         let why = line
             .strip_prefix("error ")
             .map(str::to_owned)
-            .unwrap_or_else(|| format!("the guest agent exited before it was ready; see {}", dir.join("agent.log").display()));
+            .unwrap_or_else(|| {
+                format!(
+                    "the guest agent exited before it was ready; see {}",
+                    dir.join("agent.log").display()
+                )
+            });
         if let Some(pid) = machine::agent_pid(&dir) {
             let _ = stop_agent(&dir, pid);
         }
@@ -132,7 +148,9 @@ fn stop_agent(dir: &std::path::Path, pid: i32) -> Res<()> {
         let deadline = Instant::now() + STOP_DEADLINE;
         while machine::is_live_agent(pid) {
             if Instant::now() >= deadline {
-                return Err(fail(format!("guest init (PID: {pid}) did not exit after SIGKILL")));
+                return Err(fail(format!(
+                    "guest init (PID: {pid}) did not exit after SIGKILL"
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -210,7 +228,10 @@ pub fn ls(home: &Home, json: bool) -> Res<()> {
     names.sort();
     let rows: Vec<Row> = names.iter().filter_map(|n| row(home, n).ok()).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
     } else if rows.is_empty() {
         println!("No machines found");
     } else {
@@ -227,7 +248,10 @@ pub fn ls(home: &Home, json: bool) -> Res<()> {
 pub fn status(home: &Home, name: &str, json: bool) -> Res<()> {
     let r = row(home, name)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r).expect("row serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("row serializes")
+        );
     } else {
         match r.pid {
             Some(pid) => println!("Machine '{}': {} (PID: {pid})", r.name, r.state),

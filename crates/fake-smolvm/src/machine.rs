@@ -18,7 +18,11 @@ pub struct Home {
 impl Home {
     /// `FAKE_SMOLVM_HOME`, else `$XDG_STATE_HOME/fake-smolvm`, else `~/.local/state/fake-smolvm`.
     pub fn from_env() -> Home {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let root = var(ENV_HOME)
             .or_else(|| var("XDG_STATE_HOME").map(|p| p.join("fake-smolvm")))
             .or_else(|| var("HOME").map(|p| p.join(".local/state/fake-smolvm")))
@@ -39,12 +43,20 @@ impl Home {
     /// Creates `<home>/vms`, or fails naming the path.
     pub fn ensure(&self) -> Res<()> {
         let vms = self.vms();
-        fs::create_dir_all(&vms)
-            .map_err(|e| fail(format!("cannot create state directory {}: {e}", vms.display())))?;
+        fs::create_dir_all(&vms).map_err(|e| {
+            fail(format!(
+                "cannot create state directory {}: {e}",
+                vms.display()
+            ))
+        })?;
         // create_dir_all succeeds on an existing read-only folder: probe a write.
         let probe = vms.join(format!(".probe-{}", std::process::id()));
-        fs::write(&probe, b"")
-            .map_err(|e| fail(format!("state directory {} is not writable: {e}", vms.display())))?;
+        fs::write(&probe, b"").map_err(|e| {
+            fail(format!(
+                "state directory {} is not writable: {e}",
+                vms.display()
+            ))
+        })?;
         let _ = fs::remove_file(probe);
         Ok(())
     }
@@ -90,7 +102,12 @@ pub fn save(dir: &Path, meta: &Meta) -> Res<()> {
     let text = serde_json::to_string_pretty(meta).expect("meta serializes");
     fs::write(&tmp, text)
         .and_then(|_| fs::rename(&tmp, dir.join("machine.json")))
-        .map_err(|e| fail(format!("cannot write {}: {e}", dir.join("machine.json").display())))
+        .map_err(|e| {
+            fail(format!(
+                "cannot write {}: {e}",
+                dir.join("machine.json").display()
+            ))
+        })
 }
 
 /// Loads a machine or fails with smolvm's `vm not found: NAME`.
@@ -119,7 +136,9 @@ pub fn is_live_agent(pid: i32) -> bool {
         Err(_) => return false,
     };
     // Field 3 (after the parenthesised comm) is the state letter.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
     if matches!(state, Some("Z") | Some("X") | None) {
         return false;
     }

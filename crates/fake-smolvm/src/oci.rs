@@ -149,7 +149,10 @@ mod tests {
     fn excerpt_without_comma_is_cut_at_40_chars() {
         let e = garbage_excerpt(&"x".repeat(100));
         assert_eq!(e, format!("{} … }}", "x".repeat(40)));
-        assert_eq!(garbage_excerpt("  {\n  \"a\":   1,\n \"b\": 2 }"), "{ \"a\": 1, … }");
+        assert_eq!(
+            garbage_excerpt("  {\n  \"a\":   1,\n \"b\": 2 }"),
+            "{ \"a\": 1, … }"
+        );
     }
 
     #[test]

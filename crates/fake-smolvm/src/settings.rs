@@ -145,7 +145,9 @@ impl Switches {
             compat: self.compat.or(fallback.compat),
             race: self.race.or(fallback.race),
             shared_stdin: self.shared_stdin.or(fallback.shared_stdin),
-            shared_stdin_delay_ms: self.shared_stdin_delay_ms.or(fallback.shared_stdin_delay_ms),
+            shared_stdin_delay_ms: self
+                .shared_stdin_delay_ms
+                .or(fallback.shared_stdin_delay_ms),
         }
     }
 
@@ -173,7 +175,9 @@ fn parse_compat(v: &str) -> Result<Compat, String> {
     match v.trim() {
         "0.8.0" => Ok(Compat::V080),
         "0.8.1" => Ok(Compat::V081),
-        _ => Err(format!("invalid {ENV_COMPAT}={v:?}: expected 0.8.0 or 0.8.1")),
+        _ => Err(format!(
+            "invalid {ENV_COMPAT}={v:?}: expected 0.8.0 or 0.8.1"
+        )),
     }
 }
 
@@ -182,7 +186,9 @@ fn parse_race(v: &str) -> Result<RaceMode, String> {
         "exit1" => Ok(RaceMode::Exit1),
         "sigkill" => Ok(RaceMode::Sigkill),
         "off" => Ok(RaceMode::Off),
-        _ => Err(format!("invalid {ENV_RACE}={v:?}: expected exit1, sigkill or off")),
+        _ => Err(format!(
+            "invalid {ENV_RACE}={v:?}: expected exit1, sigkill or off"
+        )),
     }
 }
 

@@ -150,7 +150,10 @@ pub fn decode(text: &str) -> io::Result<Vec<u8>> {
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
     if body.len() > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame too large",
+        ));
     }
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -215,7 +218,13 @@ mod tests {
     fn frames_round_trip_in_order() {
         let mut buf = Vec::new();
         write_frame(&mut buf, &run()).unwrap();
-        write_frame(&mut buf, &Request::Stdin { data: encode(b"\x00\xffq") }).unwrap();
+        write_frame(
+            &mut buf,
+            &Request::Stdin {
+                data: encode(b"\x00\xffq"),
+            },
+        )
+        .unwrap();
         write_frame(&mut buf, &Request::Resize { cols: 80, rows: 24 }).unwrap();
         let mut r = &buf[..];
         assert_eq!(read_frame::<_, Request>(&mut r).unwrap(), Some(run()));

@@ -27,7 +27,13 @@ fn tty_exec_sees_a_0x0_pty_and_no_resizes_under_080() {
 
     // A host resize during the session never reaches the guest.
     let mut s = PtySession::spawn(
-        m.exec(["-t", "--", "sh", "-c", "while :; do stty size; sleep 0.05; done"]),
+        m.exec([
+            "-t",
+            "--",
+            "sh",
+            "-c",
+            "while :; do stty size; sleep 0.05; done",
+        ]),
         100,
         30,
     );
@@ -47,13 +53,28 @@ fn compat_081_sends_the_initial_size_and_follows_resizes() {
     // As upstream 0.8.1: the guest PTY starts at 80x24 and the host size is
     // sent right after `started`, so the guest may first see 80x24, then the host's.
     let mut s = PtySession::spawn(
-        m.exec(["-t", "--", "sh", "-c", "while :; do stty size; sleep 0.05; done"]),
+        m.exec([
+            "-t",
+            "--",
+            "sh",
+            "-c",
+            "while :; do stty size; sleep 0.05; done",
+        ]),
         100,
         30,
     );
     s.wait_output(30, |o| o.contains("30 100"));
-    let first = s.output().lines().next().unwrap_or_default().trim().to_string();
-    assert!(first == "24 80" || first == "30 100", "first size seen: {first:?}");
+    let first = s
+        .output()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert!(
+        first == "24 80" || first == "30 100",
+        "first size seen: {first:?}"
+    );
     s.resize(120, 40);
     s.wait_output(30, |o| o.contains("40 120"));
     s.resize(90, 20);
@@ -66,7 +87,13 @@ fn compat_081_sends_the_initial_size_and_follows_resizes() {
 fn compat_081_is_a_per_exec_switch_too() {
     let fake = Fake::new();
     let m = fake.machine("p2");
-    let mut c = m.exec(["-t", "--", "sh", "-c", "while :; do stty size; sleep 0.05; done"]);
+    let mut c = m.exec([
+        "-t",
+        "--",
+        "sh",
+        "-c",
+        "while :; do stty size; sleep 0.05; done",
+    ]);
     c.env("FAKE_SMOLVM_COMPAT", "0.8.1");
     let mut s = PtySession::spawn(c, 77, 22);
     s.wait_output(30, |o| o.contains("22 77"));
@@ -84,7 +111,8 @@ fn overlapping_pair(
     extra_env: &[(&str, &str)],
 ) -> (std::process::Output, std::process::Output, u32, u32) {
     let mut a = m.exec(["--", "echo", "A"]);
-    a.env("FAKE_SMOLVM_BRINGUP_MS", "1500").envs(extra_env.iter().copied());
+    a.env("FAKE_SMOLVM_BRINGUP_MS", "1500")
+        .envs(extra_env.iter().copied());
     a.stdout(Stdio::piped()).stderr(Stdio::piped());
     let a = a.spawn().unwrap();
     let a_pid = a.id();
@@ -99,9 +127,15 @@ fn overlapping_pair(
         || std::fs::read_to_string(&config).unwrap_or_default(),
     );
     let mut b = m.exec(["--", "echo", "B"]);
-    b.env("FAKE_SMOLVM_BRINGUP_MS", "400").envs(extra_env.iter().copied());
+    b.env("FAKE_SMOLVM_BRINGUP_MS", "400")
+        .envs(extra_env.iter().copied());
     let b_child_out = run_output(b);
-    let b_pid = m.log().iter().map(|r| r.pid).find(|p| *p != a_pid).unwrap_or(0);
+    let b_pid = m
+        .log()
+        .iter()
+        .map(|r| r.pid)
+        .find(|p| *p != a_pid)
+        .unwrap_or(0);
     let a_out = {
         let mut a = a;
         let status = wait_child(&mut a, 30);
@@ -135,7 +169,11 @@ fn overlapping_bringups_tear_config_json_with_the_seed_message() {
     for r in [&ra, &rb] {
         assert_eq!(r.fault, Some(Fault::ConfigRace));
         assert_eq!(r.exit_code, 1);
-        assert!(r.error.as_deref().unwrap().starts_with("load `config.json`"));
+        assert!(r
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("load `config.json`"));
     }
 }
 
@@ -147,7 +185,10 @@ fn race_mode_sigkill_kills_the_torn_exec_with_137() {
     assert_eq!(a.status.code(), Some(137), "{}", text(&a.stderr));
     assert_eq!(b.status.code(), Some(137), "{}", text(&b.stderr));
     let ra = record_of(&m.log(), a_pid);
-    assert_eq!((ra.fault, ra.signal, ra.exit_code), (Some(Fault::ConfigRace), Some(9), 137));
+    assert_eq!(
+        (ra.fault, ra.signal, ra.exit_code),
+        (Some(Fault::ConfigRace), Some(9), 137)
+    );
 }
 
 #[test]
@@ -170,7 +211,11 @@ fn sequential_execs_never_tear() {
             let mut c = m.exec(["--", "echo", who]);
             c.env("FAKE_SMOLVM_BRINGUP_MS", "60");
             let out = run_output(c);
-            assert!(out.status.success(), "round {round} {who}: {}", text(&out.stderr));
+            assert!(
+                out.status.success(),
+                "round {round} {who}: {}",
+                text(&out.stderr)
+            );
             assert_eq!(text(&out.stdout), format!("{who}\n"));
         }
     }
@@ -190,7 +235,9 @@ fn config_json_is_an_oci_document_per_exec() {
     let read = || -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap()
     };
-    assert!(run_output(m.exec(["-e", "K=V", "--", "echo", "one"])).status.success());
+    assert!(run_output(m.exec(["-e", "K=V", "--", "echo", "one"]))
+        .status
+        .success());
     let first = read();
     assert_eq!(first["ociVersion"], "1.0.2");
     assert_eq!(first["process"]["args"], serde_json::json!(["echo", "one"]));
@@ -201,7 +248,10 @@ fn config_json_is_an_oci_document_per_exec() {
     assert!(run_output(m.exec(["--", "echo", "two"])).status.success());
     let second = read();
     assert_ne!(first, second);
-    assert_eq!(second["process"]["args"], serde_json::json!(["echo", "two"]));
+    assert_eq!(
+        second["process"]["args"],
+        serde_json::json!(["echo", "two"])
+    );
 }
 
 // ---------------------------------------------------------------- fault 3
@@ -216,7 +266,11 @@ fn cat_session(m: &Machine<'_>) -> PtySession {
     s
 }
 
-fn second_exec_on_same_stdin(m: &Machine<'_>, s: &PtySession, env: &[(&str, &str)]) -> std::process::Output {
+fn second_exec_on_same_stdin(
+    m: &Machine<'_>,
+    s: &PtySession,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut c = m.exec(["--", "echo", "side"]);
     c.envs(env.iter().copied()).stdin(s.open_slave());
     run_output(c)
@@ -241,7 +295,9 @@ fn shared_stdin_under_tmux_kills_the_first_session() {
     assert_eq!(second.stdin, first.stdin);
     // The host terminal was restored: canonical mode with echo is back.
     let t = nix::sys::termios::tcgetattr(s.open_slave()).unwrap();
-    assert!(t.local_flags.contains(nix::sys::termios::LocalFlags::ICANON));
+    assert!(t
+        .local_flags
+        .contains(nix::sys::termios::LocalFlags::ICANON));
 }
 
 #[test]

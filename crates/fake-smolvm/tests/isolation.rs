@@ -15,7 +15,13 @@ fn guest_dev_pts_lists_only_guest_ptys() {
     assert_eq!(text(&out.stdout), "ptmx\n", "{}", text(&out.stderr));
 
     let mut s = PtySession::spawn(
-        m.exec(["-t", "--", "sh", "-c", "while :; do stty size; sleep 0.05; done"]),
+        m.exec([
+            "-t",
+            "--",
+            "sh",
+            "-c",
+            "while :; do stty size; sleep 0.05; done",
+        ]),
         100,
         30,
     );
@@ -33,7 +39,13 @@ fn side_channel_loop_resizes_the_guest_session_and_no_host_pty() {
     let fake = Fake::new();
     let m = fake.machine("side");
     let mut s = PtySession::spawn(
-        m.exec(["-t", "--", "sh", "-c", "while :; do stty size; sleep 0.05; done"]),
+        m.exec([
+            "-t",
+            "--",
+            "sh",
+            "-c",
+            "while :; do stty size; sleep 0.05; done",
+        ]),
         100,
         30,
     );
@@ -54,7 +66,11 @@ fn side_channel_loop_resizes_the_guest_session_and_no_host_pty() {
     s.wait_output(30, |o| o.contains("11 33"));
 
     assert_eq!(s.size(), (100, 30), "the session's host PTY was resized");
-    assert_eq!(size_of(&bystander.master), (70, 15), "a bystander host PTY was resized");
+    assert_eq!(
+        size_of(&bystander.master),
+        (70, 15),
+        "a bystander host PTY was resized"
+    );
     let rec = m.log().into_iter().find(|r| r.argv.len() == 3).unwrap();
     assert_eq!(rec.stdin, "devnull");
     s.write(b"\x03");
@@ -71,14 +87,26 @@ fn tty_session_processes_die_with_the_machine() {
         80,
         24,
     );
-    wait_until(30, || pids_with(&mark).len() >= 2, || format!("{:?} {:?}", pids_with(&mark), s.output()));
+    wait_until(
+        30,
+        || pids_with(&mark).len() >= 2,
+        || format!("{:?} {:?}", pids_with(&mark), s.output()),
+    );
     let out = fake.run(["machine", "stop", "--name", "gone"]);
     assert!(out.status.success());
-    assert!(pids_with(&mark).is_empty(), "left running: {:?}", pids_with(&mark));
+    assert!(
+        pids_with(&mark).is_empty(),
+        "left running: {:?}",
+        pids_with(&mark)
+    );
     assert!(!alive(m.init_pid));
     let status = s.wait_exit(10);
     assert_eq!(status.code(), Some(1));
-    assert!(s.output().contains("Error: agent operation failed"), "{:?}", s.output());
+    assert!(
+        s.output().contains("Error: agent operation failed"),
+        "{:?}",
+        s.output()
+    );
 }
 
 #[test]
@@ -87,12 +115,22 @@ fn a_vanished_client_is_logged_by_the_agent_and_its_command_killed() {
     let m = fake.machine("vanish");
     let mark = marker("vanish");
     let mut c = m.exec(["-i", "--", "sh", "-c", "sleep 100000", &mark]);
-    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
     let mut client = c.spawn().unwrap();
     let client_pid = client.id() as i32;
     // The client's own command line holds the marker too: wait for the guest's.
-    let guest = || pids_with(&mark).into_iter().filter(|p| *p != client_pid).collect::<Vec<_>>();
-    wait_until(30, || !guest().is_empty(), || format!("{:?}", pids_with(&mark)));
+    let guest = || {
+        pids_with(&mark)
+            .into_iter()
+            .filter(|p| *p != client_pid)
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        30,
+        || !guest().is_empty(),
+        || format!("{:?}", pids_with(&mark)),
+    );
     client.kill().unwrap(); // SIGKILL: the client cannot write its record
     client.wait().unwrap();
     wait_until(30, || guest().is_empty(), || format!("{:?}", guest()));

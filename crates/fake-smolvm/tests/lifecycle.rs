@@ -30,7 +30,10 @@ fn help_documents_every_switch() {
         let out = fake.run(&args);
         assert!(out.status.success());
         let help = text(&out.stdout);
-        for var in SWITCHES.iter().chain(["FAKE_SMOLVM_SHARED_STDIN_DELAY_MS"].iter()) {
+        for var in SWITCHES
+            .iter()
+            .chain(["FAKE_SMOLVM_SHARED_STDIN_DELAY_MS"].iter())
+        {
             assert!(help.contains(var), "{args:?} help lacks {var}:\n{help}");
         }
     }
@@ -61,11 +64,17 @@ fn machine_lifecycle_happy_path() {
         name: "m1".into(),
         init_pid: pid,
     };
-    assert_eq!(text(&out.stdout), format!("Machine 'm1' running (PID: {pid})\n"));
+    assert_eq!(
+        text(&out.stdout),
+        format!("Machine 'm1' running (PID: {pid})\n")
+    );
     assert!(alive(pid));
 
     let out = fake.run(["machine", "status", "-n", "m1"]);
-    assert_eq!(text(&out.stdout), format!("Machine 'm1': running (PID: {pid})\n"));
+    assert_eq!(
+        text(&out.stdout),
+        format!("Machine 'm1': running (PID: {pid})\n")
+    );
     let out = fake.run(["machine", "ls", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows[0]["name"], "m1");
@@ -78,10 +87,25 @@ fn machine_lifecycle_happy_path() {
     assert_eq!(text(&out.stderr), "err\n");
 
     let out = run_output(guard.exec([
-        "-e", "A=1", "-e", "NOEQ", "-e", "B=x=y", "-w", "/tmp", "--", "sh", "-c",
+        "-e",
+        "A=1",
+        "-e",
+        "NOEQ",
+        "-e",
+        "B=x=y",
+        "-w",
+        "/tmp",
+        "--",
+        "sh",
+        "-c",
         "echo \"$A|${NOEQ-unset}|$B|$(pwd)\"",
     ]));
-    assert_eq!(text(&out.stdout), "1|unset|x=y|/tmp\n", "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "1|unset|x=y|/tmp\n",
+        "{}",
+        text(&out.stderr)
+    );
     assert!(out.status.success());
 
     let out = fake.run(["machine", "stop", "--name", "m1"]);
@@ -92,7 +116,10 @@ fn machine_lifecycle_happy_path() {
 
     let out = fake.run(["machine", "stop", "--name", "m1"]);
     assert!(out.status.success());
-    assert_eq!(text(&out.stdout), "Machine 'm1' is not running (state: stopped)\n");
+    assert_eq!(
+        text(&out.stdout),
+        "Machine 'm1' is not running (state: stopped)\n"
+    );
 
     let out = run_output(guard.exec(["--", "true"]));
     assert_eq!(out.status.code(), Some(1));
@@ -100,7 +127,10 @@ fn machine_lifecycle_happy_path() {
 
     let out = fake.run(["machine", "delete", "m1"]);
     assert_eq!(text(&out.stdout), "Deleted machine: m1\n");
-    assert_eq!(text(&fake.run(["machine", "ls"]).stdout), "No machines found\n");
+    assert_eq!(
+        text(&fake.run(["machine", "ls"]).stdout),
+        "No machines found\n"
+    );
 }
 
 #[test]
@@ -142,7 +172,11 @@ fn exec_on_a_stopped_machine_fails_and_is_logged() {
     assert_eq!(log[0].exit_code, 1);
     assert_eq!(log[0].bringup_start_ms, None);
     assert_eq!(log[0].stdin, "devnull");
-    assert!(log[0].error.as_deref().unwrap().starts_with("agent operation failed"));
+    assert!(log[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("agent operation failed"));
 }
 
 #[test]
@@ -151,17 +185,53 @@ fn usage_errors_exit_2() {
     fake.run(["machine", "create", "u"]);
     for args in [
         vec!["machine", "exec", "--name", "u"],
-        vec!["machine", "exec", "--name", "u", "--timeout", "0s", "--", "true"],
-        vec!["machine", "exec", "--name", "u", "--timeout", "soon", "--", "true"],
+        vec![
+            "machine",
+            "exec",
+            "--name",
+            "u",
+            "--timeout",
+            "0s",
+            "--",
+            "true",
+        ],
+        vec![
+            "machine",
+            "exec",
+            "--name",
+            "u",
+            "--timeout",
+            "soon",
+            "--",
+            "true",
+        ],
         vec!["machine", "frobnicate"],
         vec!["machine", "delete"],
     ] {
         let out = fake.run(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert!(text(&out.stderr).contains("error:"), "{args:?}");
     }
-    let out = fake.run(["machine", "exec", "--name", "u", "--timeout", "0s", "--", "true"]);
-    assert!(text(&out.stderr).contains("greater than zero"), "{}", text(&out.stderr));
+    let out = fake.run([
+        "machine",
+        "exec",
+        "--name",
+        "u",
+        "--timeout",
+        "0s",
+        "--",
+        "true",
+    ]);
+    assert!(
+        text(&out.stderr).contains("greater than zero"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -238,12 +308,19 @@ fn guest_exit_codes_pass_through() {
     assert_eq!(out.status.code(), Some(143));
     let out = run_output(m.exec(["--", "definitely-not-a-command-xyz"]));
     assert_eq!(out.status.code(), Some(127));
-    assert!(text(&out.stderr).contains("executable file not found"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("executable file not found"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run_output(m.exec(["-w", "/no/such/dir", "--", "true"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).starts_with("Error: exec failed: workdir /no/such/dir"));
     let log = m.log();
-    assert_eq!(log.iter().map(|r| r.exit_code).collect::<Vec<_>>(), [143, 127, 1]);
+    assert_eq!(
+        log.iter().map(|r| r.exit_code).collect::<Vec<_>>(),
+        [143, 127, 1]
+    );
     assert_eq!(log[0].signal, Some(15));
 }
 
@@ -257,7 +334,10 @@ fn timeout_kills_the_guest_command_with_124() {
     let log = m.log();
     assert_eq!(log[0].fault, Some(fake_smolvm::exec_log::Fault::Timeout));
     assert_eq!(log[0].exit_code, 124);
-    assert!(pids_with(&mark).is_empty(), "timed-out guest command survived");
+    assert!(
+        pids_with(&mark).is_empty(),
+        "timed-out guest command survived"
+    );
 }
 
 #[test]
@@ -265,7 +345,9 @@ fn interactive_pipes_relay_stdin_and_eof() {
     let fake = Fake::new();
     let m = fake.machine("pipes");
     let mut c = m.exec(["-i", "--", "sh", "-c", "tr a-z A-Z; echo done >&2"]);
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     {
         use std::io::Write;
@@ -276,8 +358,18 @@ fn interactive_pipes_relay_stdin_and_eof() {
     let mut out = String::new();
     let mut err = String::new();
     use std::io::Read;
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(status.success(), "{err}");
     assert_eq!(out, "HELLO GUEST\n");
     assert_eq!(err, "done\n");
@@ -292,13 +384,23 @@ fn stop_leaves_no_guest_process() {
     let m = fake.machine("clean");
     let mark = marker("stop");
     let mut c = m.exec(["-i", "--", "sh", "-c", "sleep 100000; echo never", &mark]);
-    c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut client = c.spawn().unwrap();
-    wait_until(30, || pids_with(&mark).len() >= 2, || format!("{:?}", pids_with(&mark)));
+    wait_until(
+        30,
+        || pids_with(&mark).len() >= 2,
+        || format!("{:?}", pids_with(&mark)),
+    );
     let out = fake.run(["machine", "stop", "--name", "clean"]);
     assert!(out.status.success());
     assert!(!alive(m.init_pid), "init {} still alive", m.init_pid);
-    assert!(pids_with(&mark).is_empty(), "left running: {:?}", pids_with(&mark));
+    assert!(
+        pids_with(&mark).is_empty(),
+        "left running: {:?}",
+        pids_with(&mark)
+    );
     // The client loses its agent and reports it; it does not hang.
     let status = wait_child(&mut client, 10);
     assert_eq!(status.code(), Some(1));

@@ -73,7 +73,9 @@ pub fn run_agent(dir: PathBuf, name: String) -> i32 {
                 0
             } else {
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                let msg = answer.strip_prefix("error ").unwrap_or("guest init exited before it was ready");
+                let msg = answer
+                    .strip_prefix("error ")
+                    .unwrap_or("guest init exited before it was ready");
                 report(&format!("error {msg}"));
                 1
             }
@@ -109,8 +111,14 @@ fn setup_namespaces() -> Result<(), String> {
     write("/proc/self/uid_map", format!("0 {uid} 1"))?;
     write("/proc/self/gid_map", format!("0 {gid} 1"))?;
     // Why rprivate: our devpts mount must not propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| format!("mount --make-rprivate / failed: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount --make-rprivate / failed: {e}"))?;
     mount(
         Some("devpts"),
         "/dev/pts",
@@ -121,8 +129,14 @@ fn setup_namespaces() -> Result<(), String> {
     .map_err(|e| {
         format!("mount of a private devpts on /dev/pts failed: {e}; the kernel must allow devpts in a user namespace")
     })?;
-    mount(Some("/dev/pts/ptmx"), "/dev/ptmx", None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| format!("bind mount /dev/pts/ptmx over /dev/ptmx failed: {e}"))?;
+    mount(
+        Some("/dev/pts/ptmx"),
+        "/dev/ptmx",
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind mount /dev/pts/ptmx over /dev/ptmx failed: {e}"))?;
     // Never run on the host's PTYs: a fresh instance holds nothing but ptmx.
     let entries: Vec<String> = fs::read_dir("/dev/pts")
         .map_err(|e| format!("cannot list the private /dev/pts: {e}"))?
@@ -141,7 +155,8 @@ fn guest_init(dir: &Path, name: String, ready_w: OwnedFd) -> i32 {
     // SAFETY: still single-threaded.
     match unsafe { fork() } {
         Err(e) => {
-            let _ = fs::File::from(ready_w).write_all(format!("error fork server: {e}\n").as_bytes());
+            let _ =
+                fs::File::from(ready_w).write_all(format!("error fork server: {e}\n").as_bytes());
             1
         }
         Ok(ForkResult::Child) => server(dir, name, ready_w),

@@ -165,7 +165,9 @@ impl Agent {
     /// Fault 3: a new exec on the terminal of a live interactive session kills
     /// that session after the configured delay (when the mode allows).
     fn check_shared_stdin(&self, id: u64, run: &RunRequest, cfg: &Resolved, ctl: &Arc<Ctl>) {
-        let Some(rdev) = run.stdin.tty_rdev else { return };
+        let Some(rdev) = run.stdin.tty_rdev else {
+            return;
+        };
         let mut shared = self.shared.lock().unwrap();
         if cfg.shared_stdin.fires(run.tmux) {
             let delay = Duration::from_millis(cfg.shared_stdin_delay_ms);
@@ -202,7 +204,11 @@ impl Agent {
             let mut shared = self.shared.lock().unwrap();
             let mode = shared.ledger.begin(id);
             let file = match mode {
-                WriteMode::Truncate => OpenOptions::new().write(true).create(true).truncate(true).open(&path),
+                WriteMode::Truncate => OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path),
                 WriteMode::Append => OpenOptions::new().append(true).create(true).open(&path),
             };
             if let Err(e) = file.and_then(|mut f| f.write_all(doc.as_bytes())) {
@@ -283,7 +289,14 @@ impl Agent {
             _ => None,
         };
         let outputs = outputs.start(out);
-        spawn_input(reader, sink, master_for_resize, cfg.compat, ctl.clone(), out.clone());
+        spawn_input(
+            reader,
+            sink,
+            master_for_resize,
+            cfg.compat,
+            ctl.clone(),
+            out.clone(),
+        );
 
         let status = wait_with_timeout(child, run.timeout_ms, ctl);
         let fault = ctl.finish();
@@ -380,7 +393,9 @@ impl Agent {
             exit_code: 137,
             signal,
             fault,
-            error: Some("client disconnected before the exec ended (record written by the agent)".into()),
+            error: Some(
+                "client disconnected before the exec ended (record written by the agent)".into(),
+            ),
         }
     }
 
@@ -394,12 +409,20 @@ impl Agent {
     ) -> Result<(Child, StdinSink, Outputs), (i32, String)> {
         let workdir = run.workdir.clone().unwrap_or_else(|| "/".into());
         if !std::path::Path::new(&workdir).is_dir() {
-            return Err((1, format!("exec failed: workdir {workdir}: no such directory")));
+            return Err((
+                1,
+                format!("exec failed: workdir {workdir}: no such directory"),
+            ));
         }
         let mut cmd = Command::new(&run.argv[0]);
         cmd.args(&run.argv[1..])
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| {
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+                }),
+            )
             .env("HOME", "/root")
             .env("HOSTNAME", &self.machine)
             .current_dir(&workdir);
@@ -428,8 +451,16 @@ impl Agent {
             });
         }
         let spawn_err = |e: io::Error| match e.kind() {
-            io::ErrorKind::NotFound => (127, format!("exec: \"{}\": executable file not found in $PATH", run.argv[0])),
-            io::ErrorKind::PermissionDenied => (126, format!("exec: \"{}\": permission denied", run.argv[0])),
+            io::ErrorKind::NotFound => (
+                127,
+                format!(
+                    "exec: \"{}\": executable file not found in $PATH",
+                    run.argv[0]
+                ),
+            ),
+            io::ErrorKind::PermissionDenied => {
+                (126, format!("exec: \"{}\": permission denied", run.argv[0]))
+            }
             _ => (1, format!("exec failed: {e}")),
         };
         if run.tty {
@@ -443,27 +474,46 @@ impl Agent {
             let pty = nix::pty::openpty(size.as_ref(), None)
                 .map_err(|e| (1, format!("exec failed: openpty: {e}")))?;
             let dup = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
-            let stdio = (|| Ok::<_, io::Error>((dup(&pty.slave)?, dup(&pty.slave)?, dup(&pty.slave)?)))()
-                .map_err(|e| (1, format!("exec failed: {e}")))?;
+            let stdio =
+                (|| Ok::<_, io::Error>((dup(&pty.slave)?, dup(&pty.slave)?, dup(&pty.slave)?)))()
+                    .map_err(|e| (1, format!("exec failed: {e}")))?;
             cmd.stdin(stdio.0).stdout(stdio.1).stderr(stdio.2);
             let child = cmd.spawn().map_err(spawn_err)?;
             drop(cmd);
             drop(pty.slave);
             let master = File::from(pty.master);
-            let reader = master.try_clone().map_err(|e| (1, format!("exec failed: {e}")))?;
+            let reader = master
+                .try_clone()
+                .map_err(|e| (1, format!("exec failed: {e}")))?;
             Ok((child, StdinSink::Pty(master), Outputs::Pty(reader)))
         } else if run.interactive {
-            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             let mut child = cmd.spawn().map_err(spawn_err)?;
             let stdin = child.stdin.take();
-            let o = child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
-            let e = child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+            let o = child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>);
+            let e = child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>);
             Ok((child, StdinSink::Pipe(stdin), Outputs::Streams(o, e)))
         } else {
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             let mut child = cmd.spawn().map_err(spawn_err)?;
-            let o = child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
-            let e = child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+            let o = child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>);
+            let e = child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>);
             Ok((child, StdinSink::None, Outputs::Buffered(o, e)))
         }
     }

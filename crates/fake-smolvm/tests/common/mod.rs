@@ -199,7 +199,8 @@ impl Drop for Machine<'_> {
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => !matches!(
-            s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()),
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next()),
             Some("Z") | Some("X")
         ),
         Err(_) => false,
@@ -299,7 +300,11 @@ impl PtySession {
 
     /// Waits until the output satisfies `cond`.
     pub fn wait_output(&self, secs: u64, cond: impl Fn(&str) -> bool) {
-        wait_until(secs, || cond(&self.output()), || format!("{:?}", self.output()));
+        wait_until(
+            secs,
+            || cond(&self.output()),
+            || format!("{:?}", self.output()),
+        );
     }
 
     pub fn write(&self, bytes: &[u8]) {
@@ -326,14 +331,20 @@ impl PtySession {
     pub fn resize(&self, cols: u16, rows: u16) {
         let ws = winsize(cols, rows);
         // SAFETY: TIOCSWINSZ reads our struct; the fd is our own PTY master.
-        assert_eq!(unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, 0);
+        assert_eq!(
+            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
+            0
+        );
     }
 
     /// The test PTY's size as (cols, rows).
     pub fn size(&self) -> (u16, u16) {
         let mut ws = winsize(0, 0);
         // SAFETY: TIOCGWINSZ fills our struct.
-        assert_eq!(unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) }, 0);
+        assert_eq!(
+            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) },
+            0
+        );
         (ws.ws_col, ws.ws_row)
     }
 
