@@ -32,6 +32,12 @@ pub fn guest_tui() -> PathBuf {
         .clone()
 }
 
+/// Path of `scripts/naive-bridge`: the naive bash bridge the scenarios
+/// reproduce the seed bugs with (a script, nothing to build).
+pub fn naive_bridge() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/naive-bridge")
+}
+
 /// `target/<profile>/`, from the running test executable's location.
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("e2e: current_exe");

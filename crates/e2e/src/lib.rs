@@ -13,10 +13,14 @@
 //! review` or by reading them.
 
 pub mod bins;
+pub mod execs;
 mod exit;
 mod failure;
+pub mod guest;
 pub mod hermetic;
 pub mod machine;
+pub mod procs;
+pub mod shell;
 pub mod snapshot;
 pub mod term;
 pub mod tmux;

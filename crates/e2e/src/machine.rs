@@ -84,14 +84,102 @@ impl Machine {
     }
 
     /// The variables a command needs to reach this machine:
-    /// `FAKE_SMOLVM_HOME` and the settings given to [`Machine::start`].
+    /// `FAKE_SMOLVM_HOME`, an `XDG_CACHE_HOME` of its own, and the settings
+    /// given to [`Machine::start`].
+    ///
+    /// Why a private `XDG_CACHE_HOME`: `pty-resize` caches `smolvm --version`
+    /// there, keyed by the binary's identity. The fake's answer depends on
+    /// `FAKE_SMOLVM_COMPAT`, so a shared cache would let a 0.8.1 test poison
+    /// a 0.8.0 one — and tests must never write into the user's `~/.cache`.
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut env = vec![(
-            "FAKE_SMOLVM_HOME".to_string(),
-            self.home().to_string_lossy().into_owned(),
-        )];
+        let mut env = vec![
+            (
+                "FAKE_SMOLVM_HOME".to_string(),
+                self.home().to_string_lossy().into_owned(),
+            ),
+            (
+                "XDG_CACHE_HOME".to_string(),
+                self.cache_dir().to_string_lossy().into_owned(),
+            ),
+        ];
         env.extend(self.env.iter().cloned());
         env
+    }
+
+    /// This machine's private `XDG_CACHE_HOME` (`<home>/cache`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home().join("cache")
+    }
+
+    /// Where the wrapper started by [`Machine::wrapped_command`] writes its
+    /// decision log (`<home>/pty-resize.log`).
+    pub fn wrapper_log_path(&self) -> PathBuf {
+        self.home().join("pty-resize.log")
+    }
+
+    /// The wrapper's decision log so far (empty if none).
+    pub fn wrapper_log(&self) -> String {
+        std::fs::read_to_string(self.wrapper_log_path()).unwrap_or_default()
+    }
+
+    /// The logs a failure message should show: `exec.log` and the wrapper's.
+    pub fn logs(&self) -> [(&'static str, PathBuf); 2] {
+        [
+            ("exec.log", self.exec_log_path()),
+            ("pty-resize.log", self.wrapper_log_path()),
+        ]
+    }
+
+    /// The argv of `fake-smolvm machine exec --name NAME <args…>`, with the
+    /// fake's full path (what a user would give `pty-resize` after `--`).
+    pub fn exec_argv(&self, args: &[impl AsRef<str>]) -> Vec<String> {
+        let mut argv = vec![
+            bins::fake_smolvm().to_string_lossy().into_owned(),
+            "machine".into(),
+            "exec".into(),
+            "--name".into(),
+            self.name.clone(),
+        ];
+        argv.extend(args.iter().map(|a| a.as_ref().to_string()));
+        argv
+    }
+
+    /// The argv of `pty-resize --log <home>/pty-resize.log <opts…> NAME --
+    /// fake-smolvm machine exec --name NAME <exec_args…>`.
+    pub fn wrapped_argv(&self, opts: &[&str], exec_args: &[impl AsRef<str>]) -> Vec<String> {
+        let mut argv = vec![
+            bins::pty_resize().to_string_lossy().into_owned(),
+            "--log".into(),
+            self.wrapper_log_path().to_string_lossy().into_owned(),
+        ];
+        argv.extend(opts.iter().map(|a| a.to_string()));
+        argv.push(self.name.clone());
+        argv.push("--".into());
+        argv.extend(self.exec_argv(exec_args));
+        argv
+    }
+
+    /// A hermetic command running [`Machine::wrapped_argv`] with
+    /// [`Machine::env`] set.
+    pub fn wrapped_command(&self, opts: &[&str], exec_args: &[impl AsRef<str>]) -> Command {
+        command_from(&self.wrapped_argv(opts, exec_args), self.env())
+    }
+
+    /// The argv of `scripts/naive-bridge <opts…> NAME -- fake-smolvm machine
+    /// exec --name NAME <exec_args…>` (e.g. opts `["--stdin", "inherit"]`).
+    pub fn naive_argv(&self, opts: &[&str], exec_args: &[impl AsRef<str>]) -> Vec<String> {
+        let mut argv = vec![bins::naive_bridge().to_string_lossy().into_owned()];
+        argv.extend(opts.iter().map(|a| a.to_string()));
+        argv.push(self.name.clone());
+        argv.push("--".into());
+        argv.extend(self.exec_argv(exec_args));
+        argv
+    }
+
+    /// A hermetic command running [`Machine::naive_argv`] with
+    /// [`Machine::env`] set.
+    pub fn naive_command(&self, opts: &[&str], exec_args: &[impl AsRef<str>]) -> Command {
+        command_from(&self.naive_argv(opts, exec_args), self.env())
     }
 
     /// A hermetic `fake-smolvm` command with [`Machine::env`] set.
@@ -103,10 +191,10 @@ impl Machine {
 
     /// `fake-smolvm machine exec --name NAME <args…>`, e.g.
     /// `exec_command(&["-t", "--", "guest-tui"])`.
-    pub fn exec_command(&self, args: &[&str]) -> Command {
+    pub fn exec_command(&self, args: &[impl AsRef<str>]) -> Command {
         let mut cmd = self.command();
         cmd.args(["machine", "exec", "--name", &self.name])
-            .args(args);
+            .args(args.iter().map(AsRef::as_ref));
         cmd
     }
 
@@ -155,8 +243,32 @@ impl Machine {
     }
 }
 
+/// A hermetic command for `argv` with `env` added.
+fn command_from(argv: &[String], env: Vec<(String, String)>) -> Command {
+    let mut cmd = hermetic::command(&argv[0]);
+    cmd.args(&argv[1..]).envs(env);
+    cmd
+}
+
+/// The session tokens a wrapper log's `prologue … token=N` lines name.
+fn prologue_tokens(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("event=prologue "))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("token="))
+                .and_then(|t| t.parse().ok())
+        })
+        .collect()
+}
+
 impl Drop for Machine {
     fn drop(&mut self) {
+        // The prologue records the session's guest PTY in the host's /tmp
+        // (the fake's guest shares it); exec mode leaves the record behind.
+        for token in prologue_tokens(&self.wrapper_log()) {
+            let _ = std::fs::remove_file(format!("/tmp/.pty-resize-{token}"));
+        }
         if !self.running {
             return;
         }
@@ -179,5 +291,18 @@ impl Drop for Machine {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prologue_tokens_are_read_from_the_wrapper_log() {
+        let log = "t_ms=0.1 event=start size=100x30\n\
+                   t_ms=0.2 event=prologue size=100x30 token=123456\n\
+                   t_ms=0.3 event=prologue applied=false reason=disabled\n";
+        assert_eq!(prologue_tokens(log), [123456]);
     }
 }

@@ -183,6 +183,14 @@ impl Term {
         self.context.add(name, path);
     }
 
+    /// Registers `machine`'s `exec.log` and wrapper log (see
+    /// [`crate::Machine::logs`]) for failure messages.
+    pub fn watch(&mut self, machine: &crate::Machine) {
+        for (name, path) in machine.logs() {
+            self.context.add(name, &path);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -121,6 +121,14 @@ impl Tmux {
         self.context.add(name, path);
     }
 
+    /// Registers `machine`'s `exec.log` and wrapper log (see
+    /// [`crate::Machine::logs`]) for failure messages.
+    pub fn watch(&mut self, machine: &crate::Machine) {
+        for (name, path) in machine.logs() {
+            self.context.add(name, &path);
+        }
+    }
+
     /// A `tmux` command aimed at this server, with the hermetic environment.
     pub fn command(&self) -> Command {
         let mut cmd = hermetic::command("tmux");

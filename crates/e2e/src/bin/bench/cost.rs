@@ -1,0 +1,92 @@
+//! The cost of what sits in front of smolvm: how long after launch the
+//! smolvm client starts (its exec.log `start_ms`), and one bring-up's length.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::interactive::HOST;
+use crate::lab::{main_exec, Lab};
+use crate::stats::{self, Summary};
+
+/// Launch → smolvm client start, per variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct StartOffsets {
+    /// Every sample, ms.
+    pub samples: Vec<f64>,
+    /// Their summary.
+    pub summary: Option<Summary>,
+}
+
+/// Launches `guest true` `n` times in each lab, interleaved (so drift in the
+/// machine's load hits every variant alike), and returns the offsets per lab.
+pub fn start_offsets(labs: &[&Lab], n: usize) -> Vec<StartOffsets> {
+    let mut samples = vec![Vec::new(); labs.len()];
+    let guest = vec!["true".to_string()];
+    for round in 0..n {
+        for (lab, out) in labs.iter().zip(samples.iter_mut()) {
+            let mut launch = lab.launch(HOST, &guest);
+            let end = Instant::now() + Duration::from_secs(10);
+            while launch.term.try_exit().is_none() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let (launch_ms, log) = (launch.launch_ms, launch.log.clone());
+            drop(launch);
+            lab.quiesce();
+            lab.clean_prologue_file(log.as_deref());
+            match main_exec(&lab.records_since(launch_ms)) {
+                Some(r) => out.push(r.start_ms - launch_ms),
+                None => eprintln!(
+                    "bench: cost {} round {round}: no main exec recorded",
+                    lab.variant.key()
+                ),
+            }
+        }
+    }
+    samples
+        .into_iter()
+        .map(|s| StartOffsets {
+            summary: stats::summarize(&s),
+            samples: s,
+        })
+        .collect()
+}
+
+/// One exec bring-up, measured two ways.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bringup {
+    /// Wall time of a whole `machine exec -- true`, ms.
+    pub wall: Option<Summary>,
+    /// The bring-up window the fake recorded (`bringup_end_ms − bringup_start_ms`), ms.
+    pub window: Option<Summary>,
+}
+
+/// Times `n` plain `machine exec --name M -- true` on `lab`'s machine.
+pub fn bringup(lab: &Lab, n: usize) -> Bringup {
+    let mut wall = Vec::new();
+    let mut window = Vec::new();
+    for _ in 0..n {
+        let since = fake_smolvm::exec_log::monotonic_ms();
+        let t0 = Instant::now();
+        let ok = lab
+            .machine
+            .exec_command(&["--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            wall.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        if let Some(r) = lab.records_since(since).last() {
+            if let (Some(a), Some(b)) = (r.bringup_start_ms, r.bringup_end_ms) {
+                window.push(b - a);
+            }
+        }
+    }
+    Bringup {
+        wall: stats::summarize(&wall),
+        window: stats::summarize(&window),
+    }
+}

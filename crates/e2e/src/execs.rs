@@ -1,0 +1,113 @@
+//! Questions the scenarios ask of an `exec.log`: which record is the main
+//! session, which are side-channels, and whether any of them collided.
+//!
+//! The main session is the one exec with `-t` (`tty: true`); every
+//! side-channel a bridge starts (one exec per push, or the persistent
+//! `-i` channel) has no TTY. Pure functions over parsed records.
+
+use fake_smolvm::exec_log::ExecRecord;
+
+/// The one `-t` exec of the log; panics (showing the log) unless there is
+/// exactly one.
+pub fn main_exec(records: &[ExecRecord]) -> &ExecRecord {
+    let mains: Vec<&ExecRecord> = records.iter().filter(|r| r.tty).collect();
+    assert_eq!(
+        mains.len(),
+        1,
+        "expected exactly one -t (main) exec in exec.log:\n{records:#?}"
+    );
+    mains[0]
+}
+
+/// Every exec without a TTY: the side-channels a bridge started.
+pub fn side_channels(records: &[ExecRecord]) -> Vec<&ExecRecord> {
+    records.iter().filter(|r| !r.tty).collect()
+}
+
+/// Pairs of records whose bring-up windows overlap (the config.json race's
+/// precondition), as indexes into `records`.
+pub fn overlapping_bringups(records: &[ExecRecord]) -> Vec<(usize, usize)> {
+    let all: Vec<&ExecRecord> = records.iter().collect();
+    pairs(&all, ExecRecord::bringup_overlaps)
+}
+
+/// Pairs of records whose lifetimes (`start_ms..end_ms`) overlap, as
+/// indexes into `records`.
+pub fn overlapping_lifetimes(records: &[&ExecRecord]) -> Vec<(usize, usize)> {
+    pairs(records, ExecRecord::lifetime_overlaps)
+}
+
+fn pairs(
+    records: &[&ExecRecord],
+    overlap: impl Fn(&ExecRecord, &ExecRecord) -> bool,
+) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for i in 0..records.len() {
+        for j in i + 1..records.len() {
+            if overlap(records[i], records[j]) {
+                out.push((i, j));
+            }
+        }
+    }
+    out
+}
+
+/// Records that hit a fault (config-race, shared-stdin, timeout).
+pub fn faulted(records: &[ExecRecord]) -> Vec<&ExecRecord> {
+    records.iter().filter(|r| r.fault.is_some()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(tty: bool, start: f64, bringup: (f64, f64), end: f64) -> ExecRecord {
+        ExecRecord {
+            pid: 1,
+            argv: vec!["x".into()],
+            tty,
+            interactive: tty,
+            stdin: "devnull".into(),
+            tmux: false,
+            start_ms: start,
+            bringup_start_ms: Some(bringup.0),
+            bringup_end_ms: Some(bringup.1),
+            end_ms: end,
+            exit_code: 0,
+            signal: None,
+            fault: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn main_and_side_channels_are_told_apart_by_tty() {
+        let log = [
+            rec(true, 0.0, (1.0, 250.0), 900.0),
+            rec(false, 300.0, (301.0, 550.0), 560.0),
+        ];
+        assert_eq!(main_exec(&log).start_ms, 0.0);
+        assert_eq!(side_channels(&log).len(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "exactly one -t")]
+    fn two_main_execs_are_an_error() {
+        let log = [rec(true, 0.0, (1.0, 2.0), 3.0), rec(true, 0.0, (1.0, 2.0), 3.0)];
+        main_exec(&log);
+    }
+
+    #[test]
+    fn overlaps_are_found_pairwise() {
+        let log = [
+            rec(true, 0.0, (1.0, 250.0), 900.0),
+            rec(false, 10.0, (11.0, 260.0), 270.0),
+            rec(false, 300.0, (301.0, 550.0), 560.0),
+        ];
+        assert_eq!(overlapping_bringups(&log), [(0, 1)]);
+        let sides = side_channels(&log);
+        assert!(overlapping_lifetimes(&sides).is_empty());
+        let all: Vec<&ExecRecord> = log.iter().collect();
+        assert_eq!(overlapping_lifetimes(&all), [(0, 1), (0, 2)]);
+    }
+}
