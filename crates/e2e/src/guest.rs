@@ -49,6 +49,41 @@ pub fn mask_counters(snapshot: &str) -> String {
     out
 }
 
+/// `snapshot` with the size after guest-tui's `first ` replaced by `*`,
+/// each changed grid row re-padded to its width.
+///
+/// Why: a smolvm with native forwarding (0.8.1) starts the guest PTY at
+/// 80x24 and sends the host size right after, so the guest's first frame is
+/// at either size depending on scheduling — like upstream.
+pub fn mask_first_frame(snapshot: &str) -> String {
+    let mut out = String::with_capacity(snapshot.len());
+    for line in snapshot.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        let framed = body.len() >= 2 && body.starts_with('|') && body.ends_with('|');
+        match (framed, body.find("first ")) {
+            (true, Some(at)) => {
+                let inner = &body[1..body.len() - 1];
+                let width = inner.chars().count();
+                let at = at - 1 + "first ".len();
+                let token = inner[at..].find(' ').map_or(inner.len(), |n| at + n);
+                let masked = format!("{}*{}", &inner[..at], &inner[token..]);
+                let masked = masked.trim_end();
+                let pad = width.saturating_sub(masked.chars().count());
+                out.push('|');
+                out.push_str(masked);
+                out.extend(std::iter::repeat_n(' ', pad));
+                out.push('|');
+            }
+            _ => out.push_str(body),
+        }
+        out.push_str(nl);
+    }
+    out
+}
+
 /// Where the digits after the next `frames ` or `winch ` start.
 fn find_counter(text: &str) -> Option<usize> {
     ["frames ", "winch "]
@@ -60,6 +95,15 @@ fn find_counter(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_frame_is_masked_and_the_row_keeps_its_width() {
+        let a = "size 40x2\n|t size 100x30 first 80x24 frames 2       |\n|x|\n";
+        let b = "size 40x2\n|t size 100x30 first 100x30 frames 2      |\n|x|\n";
+        let want = "size 40x2\n|t size 100x30 first * frames 2           |\n|x|\n";
+        assert_eq!(mask_first_frame(a), want);
+        assert_eq!(mask_first_frame(b), want);
+    }
 
     #[test]
     fn counters_are_masked_at_the_same_width() {

@@ -24,7 +24,7 @@ pub mod shell;
 pub mod snapshot;
 pub mod term;
 pub mod tmux;
-mod wait;
+pub mod wait;
 
 pub use exit::Exit;
 pub use machine::Machine;

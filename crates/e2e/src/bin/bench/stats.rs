@@ -41,11 +41,6 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     })
 }
 
-/// The median of `samples`, if any.
-pub fn median(samples: &[f64]) -> Option<f64> {
-    summarize(samples).map(|s| s.median)
-}
-
 /// `a / b`, when both exist and `b` is not (close to) zero.
 pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
@@ -57,6 +52,10 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn median(samples: &[f64]) -> Option<f64> {
+        summarize(samples).map(|s| s.median)
+    }
 
     #[test]
     fn odd_and_even_medians() {

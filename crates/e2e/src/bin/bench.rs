@@ -1,0 +1,252 @@
+//! `bench`: measures pty-resize (both push modes) against a naive bridge and
+//! against smolvm alone, on fake-smolvm with its default timings, in one run;
+//! prints a table and writes the results as JSON. Run it through
+//! `scripts/bench`, which builds the release binaries first. Usage and exit
+//! codes: `bench --help` ([`args::USAGE`]).
+//!
+//! (The crate root of a binary looks for its modules beside it, in `src/bin/`;
+//! the `#[path]`s keep them in `src/bin/bench/`, out of cargo's bin discovery.)
+
+#[path = "bench/args.rs"]
+mod args;
+#[path = "bench/cost.rs"]
+mod cost;
+#[path = "bench/frames.rs"]
+mod frames;
+#[path = "bench/interactive.rs"]
+mod interactive;
+#[path = "bench/lab.rs"]
+mod lab;
+#[path = "bench/procs.rs"]
+mod procs;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/robust.rs"]
+mod robust;
+#[path = "bench/stats.rs"]
+mod stats;
+#[path = "bench/storm.rs"]
+mod storm;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use e2e::{bins, hermetic};
+
+use crate::args::{Options, Parsed};
+use crate::lab::{Lab, Tools, Variant};
+use crate::report::{Results, VariantResult};
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let options = match args::parse(&argv, &root) {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Help) => {
+            println!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("Error: {e}\n\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
+        std::iter::once("bench".to_string())
+            .chain(argv.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    match run(&options, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The workspace folder: the defaults (`target/bench`, `scripts/`) live there.
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    here.canonicalize().unwrap_or(here)
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown date".into())
+}
+
+/// pty-resize's default `--mode`, as its own `-h` states it.
+fn default_mode(pty_resize: &Path) -> anyhow::Result<Variant> {
+    let out = hermetic::command(pty_resize)
+        .arg("-h")
+        .output()
+        .with_context(|| format!("running {} -h", pty_resize.display()))?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    match report::default_mode_from_help(&help).as_deref() {
+        Some("channel") => Ok(Variant::Channel),
+        Some("exec") => Ok(Variant::Exec),
+        other => bail!("cannot read the default --mode from pty-resize -h (found {other:?})"),
+    }
+}
+
+fn run(options: &Options, command: String) -> anyhow::Result<()> {
+    if !options.naive_bridge.is_file() {
+        bail!(
+            "the naive bridge {} does not exist (--naive-bridge PATH)",
+            options.naive_bridge.display()
+        );
+    }
+    let date = utc_now();
+    progress("locating the binaries (cargo build, a no-op when fresh)");
+    let tools = Tools {
+        pty_resize: bins::pty_resize(),
+        fake: bins::fake_smolvm(),
+        guest_tui: bins::guest_tui(),
+        naive: options.naive_bridge.clone(),
+    };
+    let default = default_mode(&tools.pty_resize)?;
+    let alternative = if default == Variant::Channel {
+        Variant::Exec
+    } else {
+        Variant::Channel
+    };
+    let counts = options.counts;
+    let order = [default, alternative, Variant::Naive, Variant::Direct];
+    progress("starting one fake machine per variant");
+    let labs: Vec<Lab> = order
+        .iter()
+        .map(|&v| Lab::new(v, &tools))
+        .collect::<anyhow::Result<_>>()?;
+    let bridges: Vec<&Lab> = labs[..3].iter().collect();
+    let direct = &labs[3];
+
+    progress(&format!("one plain exec, {} times", counts.bringup_samples));
+    let bringup = cost::bringup(direct, counts.bringup_samples);
+
+    let mut results: Vec<VariantResult> = labs
+        .iter()
+        .map(|lab| VariantResult {
+            key: lab.variant.key(),
+            label: lab.variant.label(),
+            is_default: lab.variant == default,
+            interactive: None,
+            storm: None,
+            start_offset: None,
+            overhead_ms: None,
+            race: None,
+            tmux: None,
+        })
+        .collect();
+
+    for (lab, out) in labs.iter().zip(results.iter_mut()) {
+        progress(&format!(
+            "{}: first frame, {} timed resizes, peak RSS",
+            lab.variant.label(),
+            counts.latency_resizes
+        ));
+        out.interactive = Some(interactive::run(lab, counts.latency_resizes));
+    }
+    for (lab, out) in bridges.iter().zip(results.iter_mut()) {
+        progress(&format!(
+            "{}: {}-resize storm",
+            lab.variant.label(),
+            counts.storm_resizes
+        ));
+        out.storm = storm::run(lab, counts.storm_resizes);
+    }
+
+    progress(&format!(
+        "start-up cost: {} launches per variant",
+        counts.cost_launches
+    ));
+    let all: Vec<&Lab> = labs.iter().collect();
+    let offsets = cost::start_offsets(&all, counts.cost_launches);
+    let direct_median = offsets[3].summary.as_ref().map(|s| s.median);
+    for (out, off) in results.iter_mut().zip(offsets) {
+        let median = off.summary.as_ref().map(|s| s.median);
+        out.overhead_ms = match (median, direct_median) {
+            (Some(m), Some(d)) => Some(m - d),
+            _ => None,
+        };
+        out.start_offset = Some(off);
+    }
+
+    progress(&format!(
+        "config.json race row: {} launches per variant",
+        counts.race_launches
+    ));
+    let mut race = vec![robust::Robust::default(); 3];
+    for _ in 0..counts.race_launches {
+        for (lab, out) in bridges.iter().zip(race.iter_mut()) {
+            robust::race_launch(lab, out);
+        }
+    }
+    for (out, r) in results.iter_mut().zip(race) {
+        out.race = Some(r);
+    }
+
+    if which_tmux() {
+        progress(&format!(
+            "shared-stdin row (tmux): {} launches per variant",
+            counts.tmux_launches
+        ));
+        let mut tmux = vec![robust::Robust::default(); 3];
+        for _ in 0..counts.tmux_launches {
+            for (lab, out) in bridges.iter().zip(tmux.iter_mut()) {
+                robust::tmux_launch(lab, out);
+            }
+        }
+        for (out, r) in results.iter_mut().zip(tmux) {
+            out.tmux = Some(r);
+        }
+    } else {
+        progress("tmux is not installed: the shared-stdin row is skipped");
+    }
+    drop(labs);
+
+    let mut results = Results {
+        date,
+        command,
+        quick: options.quick,
+        counts,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        bringup_setting_ms: 250,
+        default_mode: default.key().into(),
+        bringup,
+        variants: results,
+        ratios: vec![],
+        targets: vec![],
+    };
+    results.derive();
+    print!("{}", report::render(&results));
+    write_json(&options.json, &results)?;
+    println!("\nJSON: {}", options.json.display());
+    Ok(())
+}
+
+fn which_tmux() -> bool {
+    hermetic::command("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn write_json(path: &Path, results: &Results) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(results)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
