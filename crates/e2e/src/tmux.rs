@@ -250,9 +250,26 @@ impl Tmux {
     }
 
     /// Waits until `pred` holds for the pane's text; panics with the failure
-    /// report on timeout.
+    /// report on timeout. Also gives up early once the pane's command has
+    /// ended and tmux shows its last output, since the pane can no longer
+    /// change.
     pub fn wait_until(&self, description: &str, deadline: Duration, pred: impl Fn(&str) -> bool) {
-        if poll_until(deadline, || pred(&self.contents()).then_some(())).is_none() {
+        let mut ended = false;
+        let outcome = poll_until(deadline, || {
+            if pred(&self.contents()) {
+                return Some(true);
+            }
+            if ended {
+                return Some(false);
+            }
+            // One more look after the end: tmux may still be drawing.
+            if self.try_exit().is_some() {
+                self.snapshot();
+                ended = true;
+            }
+            None
+        });
+        if outcome != Some(true) {
             self.fail(description, deadline);
         }
     }
