@@ -93,7 +93,10 @@ mod tests {
     #[test]
     #[should_panic(expected = "exactly one -t")]
     fn two_main_execs_are_an_error() {
-        let log = [rec(true, 0.0, (1.0, 2.0), 3.0), rec(true, 0.0, (1.0, 2.0), 3.0)];
+        let log = [
+            rec(true, 0.0, (1.0, 2.0), 3.0),
+            rec(true, 0.0, (1.0, 2.0), 3.0),
+        ];
         main_exec(&log);
     }
 

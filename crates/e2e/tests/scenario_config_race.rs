@@ -64,7 +64,10 @@ fn launch_with_a_resize_during_bring_up(machine: &Machine, opts: &[&str], n: usi
     let lines_before = machine.wrapper_log().lines().count();
     let new_log = || -> String {
         let log = machine.wrapper_log();
-        log.lines().skip(lines_before).collect::<Vec<_>>().join("\n")
+        log.lines()
+            .skip(lines_before)
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     // The wrapper has started the main exec (and handles SIGWINCH).
     wait_for(

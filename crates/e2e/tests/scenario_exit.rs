@@ -59,7 +59,10 @@ fn sigterm_to_the_wrapper_ends_the_guest_session() {
         &guest::tui_exec_args("sigterm", &["--record", &record]),
     );
     term.wait_for_text("guest-tui sigterm size 100x30", DEADLINE);
-    assert!(!procs::running_with_arg(&record).is_empty(), "guest not found");
+    assert!(
+        !procs::running_with_arg(&record).is_empty(),
+        "guest not found"
+    );
 
     // The Term's program is the wrapper itself.
     kill(Pid::from_raw(term.pid() as i32), Signal::SIGTERM).unwrap();
@@ -92,7 +95,12 @@ fn a_guest_that_exits_at_once_ends_the_wrapper_at_once_even_with_the_fallback_ti
     let machine = Machine::start("at-once", &[]);
     // The terminal is raw before the wrapper starts, so readiness cannot be
     // observed and its 5 s fallback timer is armed.
-    let mut argv = vec!["sh".to_string(), "-c".into(), "stty raw -echo; exec \"$@\"".into(), "sh".into()];
+    let mut argv = vec![
+        "sh".to_string(),
+        "-c".into(),
+        "stty raw -echo; exec \"$@\"".into(),
+        "sh".into(),
+    ];
     argv.extend(machine.wrapped_argv(&["--fallback-ms", "5000"], &sh_exec_args("exit 3")));
     let mut cmd = hermetic::command(&argv[0]);
     cmd.args(&argv[1..]).envs(machine.env());

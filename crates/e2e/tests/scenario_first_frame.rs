@@ -16,7 +16,10 @@ fn with_pty_resize_the_guests_first_frame_is_already_100x30() {
         machine.wrapped_command(&[], &guest::tui_exec_args("first", &[])),
     );
     term.watch(&machine);
-    term.wait_for_text("guest-tui first size 100x30 first 100x30 frames 1", DEADLINE);
+    term.wait_for_text(
+        "guest-tui first size 100x30 first 100x30 frames 1",
+        DEADLINE,
+    );
     // frames 1 winch 0: drawn once, at the right size, never corrected.
     insta::assert_snapshot!("wrapped_first_frame_100x30", term.snapshot());
 

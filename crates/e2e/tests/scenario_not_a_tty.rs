@@ -57,9 +57,13 @@ fn with_stdout_piped_there_is_no_side_channel_and_the_output_is_intact() {
         "exactly one exec (the command itself), no side-channel: {log:#?}"
     );
     assert_eq!(
-        log[before].argv, GUEST[2..],
+        log[before].argv,
+        GUEST[2..],
         "the argv must run as is (no prologue): {log:#?}"
     );
     let wlog = machine.wrapper_log();
-    assert!(wlog.contains("event=start bridge=off reason=not-a-tty"), "{wlog}");
+    assert!(
+        wlog.contains("event=start bridge=off reason=not-a-tty"),
+        "{wlog}"
+    );
 }

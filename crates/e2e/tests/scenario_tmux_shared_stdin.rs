@@ -114,7 +114,10 @@ fn wrapped_in_tmux_follows_resize_window(mode: &str) {
     assert!(main.tmux, "{log:#?}");
     assert!(execs::faulted(&log).is_empty(), "{log:#?}");
     let sides = execs::side_channels(&log);
-    assert!(!sides.is_empty(), "the resizes went through side-channels: {log:#?}");
+    assert!(
+        !sides.is_empty(),
+        "the resizes went through side-channels: {log:#?}"
+    );
     for side in sides {
         assert!(
             !side.stdin.starts_with("tty:"),
