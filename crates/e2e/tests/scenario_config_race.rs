@@ -55,13 +55,14 @@ fn naive_side_channel_fired_at_start_tears_config_json_and_kills_the_session() {
 /// is still in its bring-up, then quit once the guest shows 90x25.
 fn launch_with_a_resize_during_bring_up(machine: &Machine, opts: &[&str], n: usize) {
     let label = format!("race-{n}");
+    // Counted before the spawn: the wrapper starts logging at once.
+    let lines_before = machine.wrapper_log().lines().count();
     let mut term = Term::spawn(
         100,
         30,
         machine.wrapped_command(opts, &guest::tui_exec_args(&label, &[])),
     );
     term.watch(machine);
-    let lines_before = machine.wrapper_log().lines().count();
     let new_log = || -> String {
         let log = machine.wrapper_log();
         log.lines()
