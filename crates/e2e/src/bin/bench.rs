@@ -73,8 +73,14 @@ fn workspace_root() -> PathBuf {
     here.canonicalize().unwrap_or(here)
 }
 
+/// Progress on stderr, stamped with the seconds since the bench started.
 fn progress(what: &str) {
-    eprintln!("bench: {what}");
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let t = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    eprintln!("bench: [{t:>4}s] {what}");
 }
 
 fn utc_now() -> String {
@@ -145,6 +151,7 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
             storm: None,
             start_offset: None,
             overhead_ms: None,
+            overhead_best_ms: None,
             race: None,
             tmux: None,
         })
@@ -173,13 +180,9 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
     ));
     let all: Vec<&Lab> = labs.iter().collect();
     let offsets = cost::start_offsets(&all, counts.cost_launches);
-    let direct_median = offsets[3].summary.as_ref().map(|s| s.median);
+    let direct_samples = offsets[3].samples.clone();
     for (out, off) in results.iter_mut().zip(offsets) {
-        let median = off.summary.as_ref().map(|s| s.median);
-        out.overhead_ms = match (median, direct_median) {
-            (Some(m), Some(d)) => Some(m - d),
-            _ => None,
-        };
+        (out.overhead_ms, out.overhead_best_ms) = cost::overhead(&off.samples, &direct_samples);
         out.start_offset = Some(off);
     }
 
@@ -230,6 +233,7 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
         targets: vec![],
     };
     results.derive();
+    progress("done");
     print!("{}", report::render(&results));
     write_json(&options.json, &results)?;
     println!("\nJSON: {}", options.json.display());

@@ -58,6 +58,14 @@ impl Counts {
     };
 }
 
+// The minimums, checked at compile time.
+const _: () = assert!(
+    Counts::FULL.latency_resizes >= 20
+        && Counts::FULL.storm_resizes == 100
+        && Counts::FULL.race_launches >= 50
+        && Counts::FULL.cost_launches >= 20
+);
+
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -100,9 +108,10 @@ pub fn parse(args: &[String], root: &std::path::Path) -> Result<Parsed, String> 
             "--naive-bridge" => naive = Some(PathBuf::from(value("--naive-bridge")?)),
             "--tmux-launches" => {
                 let v = value("--tmux-launches")?;
-                tmux = Some(v.parse::<usize>().map_err(|_| {
-                    format!("--tmux-launches wants a number, got '{v}'")
-                })?);
+                tmux = Some(
+                    v.parse::<usize>()
+                        .map_err(|_| format!("--tmux-launches wants a number, got '{v}'"))?,
+                );
             }
             "-h" | "--help" => return Ok(Parsed::Help),
             other => return Err(format!("unknown argument '{other}'")),
@@ -138,7 +147,6 @@ mod tests {
         assert_eq!(o.counts, Counts::FULL);
         assert_eq!(o.json, Path::new("/repo/target/bench/bench.json"));
         assert_eq!(o.naive_bridge, Path::new("/repo/scripts/naive-bridge"));
-        assert!(Counts::FULL.latency_resizes >= 20 && Counts::FULL.race_launches >= 50);
     }
 
     #[test]

@@ -13,10 +13,28 @@ use crate::stats::{self, Summary};
 /// Launch → smolvm client start, per variant.
 #[derive(Debug, Clone, Serialize)]
 pub struct StartOffsets {
-    /// Every sample, ms.
-    pub samples: Vec<f64>,
-    /// Their summary.
+    /// One sample per round, ms (`None`: that launch recorded no main exec).
+    pub samples: Vec<Option<f64>>,
+    /// Summary of the samples present.
     pub summary: Option<Summary>,
+}
+
+/// The extra start-up time of `with` over `without`, two ways: the median
+/// of the per-round differences (launches of the same round ran back to
+/// back, so a load change on the machine hits both), and the difference of
+/// the two best launches (the cost without any scheduling noise).
+pub fn overhead(with: &[Option<f64>], without: &[Option<f64>]) -> (Option<f64>, Option<f64>) {
+    let diffs: Vec<f64> = with
+        .iter()
+        .zip(without)
+        .filter_map(|(a, b)| Some((*a)? - (*b)?))
+        .collect();
+    let best = |v: &[Option<f64>]| v.iter().flatten().copied().reduce(f64::min);
+    let best_diff = match (best(with), best(without)) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    (stats::summarize(&diffs).map(|s| s.median), best_diff)
 }
 
 /// Launches `guest true` `n` times in each lab, interleaved (so drift in the
@@ -35,19 +53,20 @@ pub fn start_offsets(labs: &[&Lab], n: usize) -> Vec<StartOffsets> {
             drop(launch);
             lab.quiesce();
             lab.clean_prologue_file(log.as_deref());
-            match main_exec(&lab.records_since(launch_ms)) {
-                Some(r) => out.push(r.start_ms - launch_ms),
-                None => eprintln!(
+            let offset = main_exec(&lab.records_since(launch_ms)).map(|r| r.start_ms - launch_ms);
+            if offset.is_none() {
+                eprintln!(
                     "bench: cost {} round {round}: no main exec recorded",
                     lab.variant.key()
-                ),
+                );
             }
+            out.push(offset);
         }
     }
     samples
         .into_iter()
         .map(|s| StartOffsets {
-            summary: stats::summarize(&s),
+            summary: stats::summarize(&s.iter().flatten().copied().collect::<Vec<_>>()),
             samples: s,
         })
         .collect()
@@ -88,5 +107,19 @@ pub fn bringup(lab: &Lab, n: usize) -> Bringup {
     Bringup {
         wall: stats::summarize(&wall),
         window: stats::summarize(&window),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overhead_pairs_rounds_and_compares_the_best() {
+        let with = [Some(5.0), Some(3.0), None, Some(9.0)];
+        let without = [Some(2.0), Some(2.5), Some(1.0), Some(2.0)];
+        // Paired differences 3.0, 0.5, 7.0 → median 3.0; best 3.0 − 1.0.
+        assert_eq!(overhead(&with, &without), (Some(3.0), Some(2.0)));
+        assert_eq!(overhead(&[None], &[Some(1.0)]), (None, None));
     }
 }

@@ -47,14 +47,12 @@ pub fn read(path: &Path) -> Vec<Frame> {
 /// The first frame at `size` drawn at or after `since_ms`, and how many
 /// frames (at any other size) came before it in that span.
 pub fn first_at(frames: &[Frame], size: (u16, u16), since_ms: f64) -> Option<(Frame, usize)> {
-    let mut wrong = 0;
-    for f in frames.iter().filter(|f| f.ms >= since_ms) {
-        if f.size() == size {
-            return Some((*f, wrong));
-        }
-        wrong += 1;
-    }
-    None
+    frames
+        .iter()
+        .filter(|f| f.ms >= since_ms)
+        .enumerate()
+        .find(|(_, f)| f.size() == size)
+        .map(|(wrong, f)| (*f, wrong))
 }
 
 #[cfg(test)]

@@ -160,7 +160,10 @@ impl Lab {
 
     /// Starts a session running `guest` on a new `cols` x `rows` PTY.
     pub fn launch(&self, size: (u16, u16), guest: &[String]) -> Launch {
-        let log = self.variant.is_wrapper().then(|| self.fresh_path("wrapper.log"));
+        let log = self
+            .variant
+            .is_wrapper()
+            .then(|| self.fresh_path("wrapper.log"));
         let argv = self.argv(guest, log.as_deref());
         let mut cmd: Command = hermetic::command(&argv[0]);
         cmd.args(&argv[1..]).envs(self.env());
@@ -230,11 +233,10 @@ pub fn side_channels(records: &[ExecRecord]) -> Vec<&ExecRecord> {
 
 /// Whether any two of `records` were alive at the same time.
 pub fn any_overlap(records: &[&ExecRecord]) -> bool {
-    records.iter().enumerate().any(|(i, a)| {
-        records[i + 1..]
-            .iter()
-            .any(|b| a.lifetime_overlaps(b))
-    })
+    records
+        .iter()
+        .enumerate()
+        .any(|(i, a)| records[i + 1..].iter().any(|b| a.lifetime_overlaps(b)))
 }
 
 #[cfg(test)]
@@ -269,14 +271,22 @@ mod tests {
 
     #[test]
     fn main_exec_and_side_channels_split_on_the_terminal() {
-        let records = [rec(false, 0.0, 1.0), rec(true, 0.0, 9.0), rec(false, 2.0, 3.0)];
+        let records = [
+            rec(false, 0.0, 1.0),
+            rec(true, 0.0, 9.0),
+            rec(false, 2.0, 3.0),
+        ];
         assert!(main_exec(&records).unwrap().tty);
         assert_eq!(side_channels(&records).len(), 2);
     }
 
     #[test]
     fn overlap_is_any_pair() {
-        let (a, b, c) = (rec(false, 0.0, 1.0), rec(false, 2.0, 3.0), rec(false, 2.5, 4.0));
+        let (a, b, c) = (
+            rec(false, 0.0, 1.0),
+            rec(false, 2.0, 3.0),
+            rec(false, 2.5, 4.0),
+        );
         assert!(!any_overlap(&[&a, &b]));
         assert!(any_overlap(&[&a, &b, &c]));
     }

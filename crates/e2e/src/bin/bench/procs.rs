@@ -26,7 +26,12 @@ pub fn live_clients(machine: &str) -> usize {
         return 0;
     };
     dir.filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .filter(|raw| {
             let argv: Vec<String> = raw
@@ -87,25 +92,52 @@ mod tests {
     fn clients_are_fake_smolvm_execs_of_this_machine() {
         let m = "bench-1-exec";
         assert!(is_client(
-            &v(&["/t/release/fake-smolvm", "machine", "exec", "--name", m, "--", "sh"]),
+            &v(&[
+                "/t/release/fake-smolvm",
+                "machine",
+                "exec",
+                "--name",
+                m,
+                "--",
+                "sh"
+            ]),
             m
         ));
         assert!(!is_client(
-            &v(&["/t/release/fake-smolvm", "machine", "exec", "--name", "other"]),
+            &v(&[
+                "/t/release/fake-smolvm",
+                "machine",
+                "exec",
+                "--name",
+                "other"
+            ]),
             m
         ));
         // The wrapper's and the naive bridge's own command lines name the
         // machine too, but they are not clients.
         assert!(!is_client(
-            &v(&["/t/pty-resize", m, "--", "/t/fake-smolvm", "machine", "exec", "--name", m]),
+            &v(&[
+                "/t/pty-resize",
+                m,
+                "--",
+                "/t/fake-smolvm",
+                "machine",
+                "exec",
+                "--name",
+                m
+            ]),
             m
         ));
-        assert!(!is_client(&v(&["/t/release/fake-smolvm", "__agent", "/d", m]), m));
+        assert!(!is_client(
+            &v(&["/t/release/fake-smolvm", "__agent", "/d", m]),
+            m
+        ));
     }
 
     #[test]
     fn vm_hwm_is_read_in_kib() {
-        let status = "Name:\tpty-resize\nVmPeak:\t  9000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1900 kB\n";
+        let status =
+            "Name:\tpty-resize\nVmPeak:\t  9000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1900 kB\n";
         assert_eq!(parse_vm_hwm(status), Some(2048));
         assert_eq!(parse_vm_hwm("Name: x\n"), None);
     }

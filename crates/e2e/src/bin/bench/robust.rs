@@ -103,11 +103,7 @@ pub fn tmux_launch(lab: &Lab, out: &mut Robust) {
         .then(|| lab.fresh_path("wrapper.log"));
     let argv = lab.argv(&lab.guest_tui(&record), log.as_deref());
     let mut words = vec!["exec".to_string(), "env".to_string()];
-    words.extend(
-        lab.env()
-            .iter()
-            .map(|(k, v)| sh_quote(&format!("{k}={v}"))),
-    );
+    words.extend(lab.env().iter().map(|(k, v)| sh_quote(&format!("{k}={v}"))));
     words.extend(argv.iter().map(|a| sh_quote(a)));
     let launch_ms = monotonic_ms();
     let started = Instant::now();
@@ -183,7 +179,10 @@ mod tests {
             verdict(Some(&main_rec(137, Some(Fault::SharedStdin))), true).as_deref(),
             Some("shared-stdin")
         );
-        assert_eq!(verdict(Some(&main_rec(1, None)), true).as_deref(), Some("exit 1"));
+        assert_eq!(
+            verdict(Some(&main_rec(1, None)), true).as_deref(),
+            Some("exit 1")
+        );
         assert_eq!(
             verdict(Some(&main_rec(0, None)), false).as_deref(),
             Some("guest never drew")

@@ -48,7 +48,13 @@ pub fn run(lab: &Lab, resizes: usize) -> Option<Storm> {
     let record = lab.fresh_path("frames.jsonl");
     let mut launch = lab.launch(HOST, &lab.guest_tui(&record));
     let term = &mut launch.term;
-    wait_frame(&record, HOST, launch.launch_ms, Duration::from_secs(10), term)?;
+    wait_frame(
+        &record,
+        HOST,
+        launch.launch_ms,
+        Duration::from_secs(10),
+        term,
+    )?;
     let storm_ms = monotonic_ms();
     let start = Instant::now();
     let mut last_ms = storm_ms;
@@ -61,7 +67,7 @@ pub fn run(lab: &Lab, resizes: usize) -> Option<Storm> {
         last_ms = monotonic_ms();
         term.resize(size.0, size.1);
     }
-    let settled = wait_frame(&record, FINAL, last_ms, Duration::from_secs(20), term);
+    let settled = wait_frame(&record, FINAL, last_ms, Duration::from_secs(10), term);
     quit(term, Duration::from_secs(10));
     let (launch_ms, log) = (launch.launch_ms, launch.log.clone());
     drop(launch);
