@@ -1,6 +1,7 @@
 //! `machine exec` on the host: connect to the agent, run, relay, record.
 
 use std::io::{self, Write};
+use std::net::Shutdown;
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -11,7 +12,7 @@ use nix::sys::termios::{self, SetArg, Termios};
 use crate::exec_log::{self, monotonic_ms, ExecRecord, Fault};
 use crate::fail::{fail, Fail};
 use crate::machine::{self, Home};
-use crate::settings::{Compat, Switches};
+use crate::settings::{Compat, Switches, ENV_TEST_DIE_BEFORE_LOG};
 use crate::stdin_kind;
 use crate::wire::{self, Request, Response, RunRequest, StdinInfo};
 
@@ -53,10 +54,21 @@ struct Outcome {
     fault: Option<Fault>,
     error: Option<String>,
     bringup: Option<(f64, f64)>,
+    /// The agent's final response (`exited`/`completed`/`error`) arrived.
+    answered: bool,
 }
 
 impl Outcome {
+    /// The agent answered with `error`.
     fn error(message: String, fault: Option<Fault>, bringup: Option<(f64, f64)>) -> Outcome {
+        Outcome {
+            answered: true,
+            ..Outcome::failed(message, fault, bringup)
+        }
+    }
+
+    /// The exec failed without a final response from the agent.
+    fn failed(message: String, fault: Option<Fault>, bringup: Option<(f64, f64)>) -> Outcome {
         Outcome {
             exit_code: 1,
             error: Some(message),
@@ -89,7 +101,7 @@ pub fn exec(home: &Home, opts: ExecOptions) -> i32 {
             fault: o.fault,
             error: o.error.clone(),
         };
-        let _ = exec_log::append(&dir.join("exec.log"), &rec);
+        exec_log::append(&dir.join("exec.log"), &rec).is_ok()
     };
     let switches = match Switches::from_env() {
         Ok(s) => s,
@@ -106,7 +118,7 @@ pub fn exec(home: &Home, opts: ExecOptions) -> i32 {
                 "agent operation failed: connect: machine '{0}' is not running. Use 'smolvm machine start --name {0}' first.",
                 opts.name
             );
-            let o = Outcome::error(msg, None, None);
+            let o = Outcome::failed(msg, None, None);
             report(&fail(o.error.clone().unwrap_or_default()));
             record(&dir, &o);
             return o.exit_code;
@@ -126,15 +138,31 @@ pub fn exec(home: &Home, opts: ExecOptions) -> i32 {
         timeout_ms: opts.timeout_ms,
         switches,
     };
+    // Why a clone: the relay consumes the stream, the confirmation needs it after.
+    let confirm = stream.try_clone();
     let outcome = if run.interactive {
         interactive(stream, run, &stdin)
     } else {
         buffered(stream, run)
     };
+    if outcome.answered && std::env::var_os(ENV_TEST_DIE_BEFORE_LOG).is_some_and(|v| v == "1") {
+        // Test-only: die in the window between the final response and the
+        // exec.log line, where only the agent's fallback record can save it.
+        // SAFETY: raising a signal on ourselves.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
     if let Some(msg) = &outcome.error {
         report(&fail(msg.clone()));
     }
-    record(&dir, &outcome);
+    // Confirm only a line that really landed: an unconfirmed exec is logged
+    // by the agent, so confirming a failed append would lose it, and
+    // confirming before the append would leave a window with no line at all.
+    if record(&dir, &outcome) {
+        if let Ok(mut s) = confirm {
+            let _ = wire::write_frame(&mut s, &Request::Logged);
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
     outcome.exit_code
 }
 
@@ -147,7 +175,7 @@ fn lost(e: Option<io::Error>, bringup: Option<(f64, f64)>) -> Outcome {
     let why = e
         .map(|e| e.to_string())
         .unwrap_or_else(|| "connection closed".into());
-    Outcome::error(format!("agent operation failed: {why}"), None, bringup)
+    Outcome::failed(format!("agent operation failed: {why}"), None, bringup)
 }
 
 /// Non-interactive: wait for `completed`, print stdout then stderr.
@@ -175,6 +203,7 @@ fn buffered(mut stream: UnixStream, run: RunRequest) -> Outcome {
                     fault,
                     error: None,
                     bringup: Some((bringup_start_ms, bringup_end_ms)),
+                    answered: true,
                 };
             }
             Ok(Some(Response::Error {
@@ -285,6 +314,7 @@ fn interactive(stream: UnixStream, run: RunRequest, stdin: &StdinInfo) -> Outcom
                     fault,
                     error: None,
                     bringup: Some(bringup),
+                    answered: true,
                 }
             }
             Ok(Some(Response::Error { message, fault, .. })) => {

@@ -18,6 +18,11 @@ pub const ENV_RACE: &str = "FAKE_SMOLVM_RACE";
 pub const ENV_SHARED_STDIN: &str = "FAKE_SMOLVM_SHARED_STDIN";
 /// `FAKE_SMOLVM_SHARED_STDIN_DELAY_MS`: delay before the earlier session is killed.
 pub const ENV_SHARED_STDIN_DELAY_MS: &str = "FAKE_SMOLVM_SHARED_STDIN_DELAY_MS";
+/// `FAKE_SMOLVM_TEST_DIE_BEFORE_LOG`: test-only, hidden from `--help`. `1`
+/// makes `machine exec` SIGKILL itself right after the agent's final response
+/// arrives, before it writes its exec.log line, so tests can exercise the
+/// agent's fallback record deterministically.
+pub const ENV_TEST_DIE_BEFORE_LOG: &str = "FAKE_SMOLVM_TEST_DIE_BEFORE_LOG";
 
 /// Default bring-up window, in ms.
 pub const DEFAULT_BRINGUP_MS: u64 = 250;

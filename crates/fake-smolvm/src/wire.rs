@@ -70,6 +70,11 @@ pub enum Request {
         /// Rows.
         rows: u16,
     },
+    /// The client has appended this exec's exec.log line; sent after the final
+    /// response, just before the client closes the connection. Without it the
+    /// agent writes the line itself, so every exec that reached the agent is
+    /// logged exactly once even if the client dies between the two.
+    Logged,
 }
 
 /// Agent -> host.
@@ -226,6 +231,7 @@ mod tests {
         )
         .unwrap();
         write_frame(&mut buf, &Request::Resize { cols: 80, rows: 24 }).unwrap();
+        write_frame(&mut buf, &Request::Logged).unwrap();
         let mut r = &buf[..];
         assert_eq!(read_frame::<_, Request>(&mut r).unwrap(), Some(run()));
         match read_frame::<_, Request>(&mut r).unwrap() {
@@ -235,6 +241,10 @@ mod tests {
         assert_eq!(
             read_frame::<_, Request>(&mut r).unwrap(),
             Some(Request::Resize { cols: 80, rows: 24 })
+        );
+        assert_eq!(
+            read_frame::<_, Request>(&mut r).unwrap(),
+            Some(Request::Logged)
         );
         assert_eq!(read_frame::<_, Request>(&mut r).unwrap(), None);
     }
@@ -267,5 +277,7 @@ mod tests {
         .unwrap();
         assert!(text.contains(r#""type":"exited""#), "{text}");
         assert!(text.contains(r#""fault":"shared-stdin""#), "{text}");
+        let text = serde_json::to_string(&Request::Logged).unwrap();
+        assert_eq!(text, r#"{"type":"logged"}"#);
     }
 }

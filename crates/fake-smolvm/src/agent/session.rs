@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -23,6 +24,33 @@ use crate::exec_log::{self, monotonic_ms, ExecRecord, Fault};
 use crate::oci::{self, Ledger, WriteMode};
 use crate::settings::{Compat, RaceMode, Resolved, Switches};
 use crate::wire::{self, Request, Response, RunRequest};
+
+/// How long the agent waits, after its final response, for the client to
+/// confirm its exec.log line (`logged`) or hang up. Generous, because a
+/// client only has to append one line; bounded, so a stuck client cannot pin
+/// an agent thread forever.
+const CONFIRM_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How an exec ended, seen from the agent: who owes exec.log its line.
+enum Ending {
+    /// The final response reached the client's socket: the client writes the
+    /// line and confirms it; if it does not, the agent writes this record.
+    Told(ExecRecord),
+    /// The client hung up before the final response could be delivered: the
+    /// agent writes this record.
+    Vanished(ExecRecord),
+}
+
+/// What the client's side of the connection said after the final response.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Hangup {
+    /// `logged` arrived: the client's line is in exec.log.
+    Confirmed,
+    /// EOF or a read error without `logged`.
+    Closed,
+    /// [`CONFIRM_DEADLINE`] passed without either.
+    Deadline,
+}
 
 /// The machine-wide state shared by every exec thread.
 pub struct Agent {
@@ -152,14 +180,45 @@ impl Agent {
             stream: Mutex::new(stream),
             gone: AtomicBool::new(false),
         });
+        let (hangup_tx, hangup_rx) = mpsc::channel();
         self.check_shared_stdin(id, &run, &cfg, &ctl);
-        let result = self.exec(id, &run, &cfg, &ctl, &out, reader);
+        let ending = self.exec(id, &run, &cfg, &ctl, &out, reader, hangup_tx);
         self.shared.lock().unwrap().live.remove(&id);
-        if let Some(record) = result {
+        let exec = format!("exec {}-{id}", run.client_pid);
+        let (record, note) = match ending {
+            Ending::Vanished(record) => (
+                Some(record),
+                "client gone before the final response; record written by the agent".to_string(),
+            ),
+            Ending::Told(mut record) => {
+                let hangup = match hangup_rx.recv_timeout(CONFIRM_DEADLINE) {
+                    Ok(true) => Hangup::Confirmed,
+                    Ok(false) | Err(mpsc::RecvTimeoutError::Disconnected) => Hangup::Closed,
+                    Err(mpsc::RecvTimeoutError::Timeout) => Hangup::Deadline,
+                };
+                if hangup == Hangup::Confirmed {
+                    (None, "client confirmed its record".to_string())
+                } else {
+                    // The client's end is the closest thing to now we can see.
+                    record.end_ms = monotonic_ms();
+                    (
+                        Some(record),
+                        format!("client did not confirm its record ({hangup:?}); record written by the agent"),
+                    )
+                }
+            }
+        };
+        // Why: after a deadline the input thread is still blocked reading a
+        // stuck client; shutting the socket down ends that read.
+        let _ = out.stream.lock().unwrap().shutdown(Shutdown::Both);
+        if let Some(record) = record {
             if let Err(e) = exec_log::append(&self.dir.join("exec.log"), &record) {
                 eprintln!("agent: cannot append exec.log: {e}");
             }
         }
+        // Why after the append: once this line is in agent.log, exec.log is
+        // final for this exec (tests wait on it).
+        eprintln!("agent: {exec}: {note}");
     }
 
     /// Fault 3: a new exec on the terminal of a live interactive session kills
@@ -237,7 +296,10 @@ impl Agent {
         }
     }
 
-    /// Runs the exec; returns a record when the agent must write it (client gone).
+    /// Runs the exec and sends its final response. The client's frames are
+    /// read (by the input thread) until it hangs up; `hangup` gets `true` when
+    /// it confirms its exec.log line, `false` on EOF without that.
+    #[allow(clippy::too_many_arguments)]
     fn exec(
         &self,
         id: u64,
@@ -246,8 +308,22 @@ impl Agent {
         ctl: &Arc<Ctl>,
         out: &Arc<Out>,
         reader: UnixStream,
-    ) -> Option<ExecRecord> {
+        hangup: mpsc::Sender<bool>,
+    ) -> Ending {
         let b = self.bringup(id, run, cfg);
+        // Before a guest process exists there is nothing to feed: the input
+        // thread then only watches for the client's confirmation or hang-up.
+        let watch = |reader| {
+            spawn_input(
+                reader,
+                StdinSink::None,
+                None,
+                cfg.compat,
+                ctl.clone(),
+                out.clone(),
+                hangup.clone(),
+            )
+        };
         let mut race_kill = false;
         if let Some(msg) = &b.torn {
             match cfg.race {
@@ -260,8 +336,23 @@ impl Agent {
                         bringup_start_ms: Some(b.start_ms),
                         bringup_end_ms: Some(b.end_ms),
                     });
-                    return (!delivered)
-                        .then(|| self.vanished(run, &b, None, Some(Fault::ConfigRace)));
+                    if !delivered {
+                        return Ending::Vanished(self.vanished(
+                            run,
+                            &b,
+                            None,
+                            Some(Fault::ConfigRace),
+                        ));
+                    }
+                    watch(reader);
+                    return Ending::Told(self.told(
+                        run,
+                        &b,
+                        1,
+                        None,
+                        Some(Fault::ConfigRace),
+                        Some(msg.clone()),
+                    ));
                 }
             }
         }
@@ -269,7 +360,13 @@ impl Agent {
         let spawned = self.spawn(run, cfg, race_kill);
         let (child, sink, outputs) = match spawned {
             Ok(s) => s,
-            Err((code, msg)) => return self.spawn_failed(run, &b, out, code, msg),
+            Err((code, msg)) => {
+                let ending = self.spawn_failed(run, &b, out, code, msg);
+                if let Ending::Told(_) = ending {
+                    watch(reader);
+                }
+                return ending;
+            }
         };
         ctl.started(child.id() as i32);
         if race_kill {
@@ -296,6 +393,7 @@ impl Agent {
             cfg.compat,
             ctl.clone(),
             out.clone(),
+            hangup.clone(),
         );
 
         let status = wait_with_timeout(child, run.timeout_ms, ctl);
@@ -326,7 +424,11 @@ impl Agent {
             }
         };
         let delivered = !out.gone.load(Ordering::SeqCst) && out.send(&final_msg);
-        (!delivered).then(|| self.vanished(run, &b, signal, fault))
+        if delivered {
+            Ending::Told(self.told(run, &b, exit_code, signal, fault, None))
+        } else {
+            Ending::Vanished(self.vanished(run, &b, signal, fault))
+        }
     }
 
     fn spawn_failed(
@@ -336,7 +438,8 @@ impl Agent {
         out: &Out,
         code: i32,
         msg: String,
-    ) -> Option<ExecRecord> {
+    ) -> Ending {
+        let error = (code == 1).then(|| msg.clone());
         let delivered = if code == 1 {
             out.send(&Response::Error {
                 message: msg,
@@ -367,7 +470,11 @@ impl Agent {
                 bringup_end_ms: b.end_ms,
             })
         };
-        (!delivered).then(|| self.vanished(run, b, None, None))
+        if delivered {
+            Ending::Told(self.told(run, b, code, None, None, error))
+        } else {
+            Ending::Vanished(self.vanished(run, b, None, None))
+        }
     }
 
     /// The record the agent writes for a client that vanished before the end:
@@ -380,6 +487,26 @@ impl Agent {
         fault: Option<Fault>,
     ) -> ExecRecord {
         ExecRecord {
+            error: Some(
+                "client disconnected before the exec ended (record written by the agent)".into(),
+            ),
+            ..self.told(run, b, 137, signal, fault, None)
+        }
+    }
+
+    /// The record of an exec whose final response reached the client: what
+    /// the client would have logged (the agent writes it only if the client
+    /// does not confirm its own line; `end_ms` is then updated).
+    fn told(
+        &self,
+        run: &RunRequest,
+        b: &Bringup,
+        exit_code: i32,
+        signal: Option<i32>,
+        fault: Option<Fault>,
+        error: Option<String>,
+    ) -> ExecRecord {
+        ExecRecord {
             pid: run.client_pid,
             argv: run.argv.clone(),
             tty: run.tty,
@@ -390,12 +517,10 @@ impl Agent {
             bringup_start_ms: Some(b.start_ms),
             bringup_end_ms: Some(b.end_ms),
             end_ms: monotonic_ms(),
-            exit_code: 137,
+            exit_code,
             signal,
             fault,
-            error: Some(
-                "client disconnected before the exec ended (record written by the agent)".into(),
-            ),
+            error,
         }
     }
 
@@ -624,7 +749,9 @@ fn relay_pty(mut master: File, out: &Out, stop: &AtomicBool) {
 }
 
 /// Reads the client's frames: stdin bytes to the guest, resizes (0.8.1 only)
-/// to the PTY; the client hanging up kills the guest process.
+/// to the PTY; the client hanging up kills the guest process. `hangup` gets
+/// `true` as soon as `logged` arrives and `false` at EOF (the receiver takes
+/// the first).
 fn spawn_input(
     mut reader: UnixStream,
     mut sink: StdinSink,
@@ -632,6 +759,7 @@ fn spawn_input(
     compat: Compat,
     ctl: Arc<Ctl>,
     out: Arc<Out>,
+    hangup: mpsc::Sender<bool>,
 ) {
     thread::spawn(move || loop {
         match wire::read_frame::<_, Request>(&mut reader) {
@@ -658,9 +786,13 @@ fn spawn_input(
                 }
             }
             Ok(Some(Request::Run(_))) => {}
+            Ok(Some(Request::Logged)) => {
+                let _ = hangup.send(true);
+            }
             Ok(None) | Err(_) => {
                 out.gone.store(true, Ordering::SeqCst);
                 ctl.kill(None);
+                let _ = hangup.send(false);
                 return;
             }
         }

@@ -29,6 +29,9 @@ pub const SWITCHES: [&str; 6] = [
     "FAKE_SMOLVM_SHARED_STDIN_DELAY_MS",
 ];
 
+/// Test-only switch: the exec client SIGKILLs itself after the final response, before logging.
+pub const TEST_DIE_BEFORE_LOG: &str = "FAKE_SMOLVM_TEST_DIE_BEFORE_LOG";
+
 /// Polls `cond` every 10 ms until it holds or `secs` pass; panics with `what()` then.
 pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool, what: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -78,6 +81,8 @@ impl Fake {
         for v in SWITCHES {
             c.env_remove(v);
         }
+        // The hidden test-only switch is not in SWITCHES (that list must match --help).
+        c.env_remove(TEST_DIE_BEFORE_LOG);
         c.env_remove("TMUX")
             .env("FAKE_SMOLVM_HOME", self.home.path())
             .args(args)
