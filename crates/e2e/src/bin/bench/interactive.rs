@@ -154,9 +154,9 @@ pub fn run(lab: &Lab, resizes: usize) -> Interactive {
 
 /// Waits (at most 2 s) until the exec that carried the last resize has
 /// ended, then [`PACE`]: the latency figure is that of one resize on an idle
-/// session. Without this the naive bridge, which drops a SIGWINCH that
-/// arrives while its previous push runs, would lose resizes here; the storm
-/// shows that cost instead.
+/// session. Without this the naive bridge, which can drop a SIGWINCH that
+/// arrives while its previous push runs, would lose more resizes here; the
+/// storm shows that cost instead.
 fn settle(lab: &Lab) {
     // The main exec, plus the persistent channel in channel mode.
     let idle = if lab.variant == Variant::Channel {
