@@ -46,6 +46,45 @@ fn assert_no_race(fake: &Fake) {
     }
 }
 
+/// `pty-resize [opts…] m -- <fake exec -t -- argv…>` against `fake`'s home,
+/// on a default PTY.
+fn wrap(fake: &Fake, opts: &[&str], argv: Vec<String>) -> Session {
+    Session::wrapper(&args(opts, "m", argv), &env(fake), PtyOpts::default())
+}
+
+/// Waits for the wrapper to exit 0; shows the session on failure.
+fn assert_success(w: &mut Session, fake: &Fake) {
+    assert!(
+        w.wait_exit(Some(fake)).success(),
+        "{}",
+        w.explain(Some(fake))
+    );
+}
+
+/// Waits for the wrapper to exit with `code`; shows the session on failure.
+fn assert_exit_code(w: &mut Session, fake: &Fake, code: i32) {
+    assert_eq!(
+        w.wait_exit(Some(fake)).code(),
+        Some(code),
+        "{}",
+        w.explain(Some(fake))
+    );
+}
+
+/// Waits until the guest TUI drew its first frame at the PTY's 100x30 and the
+/// wrapper saw the session become ready.
+fn wait_first_frame_and_ready(w: &Session, fake: &Fake) {
+    w.wait_screen("size 100x30", Some(fake));
+    w.wait_log("ready", Some(fake));
+}
+
+/// Quits the guest TUI (`q`), expects a clean exit and a race-free exec.log.
+fn quit_cleanly(w: &mut Session, fake: &Fake) {
+    w.type_bytes(b"q");
+    assert_success(w, fake);
+    assert_no_race(fake);
+}
+
 #[test]
 fn first_frame_is_at_the_host_size_while_the_naive_client_sees_0x0() {
     {
@@ -64,12 +103,8 @@ fn first_frame_is_at_the_host_size_while_the_naive_client_sees_0x0() {
     let fake = Fake::start("m");
     let argv = fake.exec_argv(true, &["stty", "size"]);
 
-    let mut w = Session::wrapper(&args(&[], "m", argv), &env(&fake), PtyOpts::default());
-    assert!(
-        w.wait_exit(Some(&fake)).success(),
-        "{}",
-        w.explain(Some(&fake))
-    );
+    let mut w = wrap(&fake, &[], argv);
+    assert_success(&mut w, &fake);
     assert_eq!(
         w.output().lines().next(),
         Some("30 100"),
@@ -81,11 +116,7 @@ fn first_frame_is_at_the_host_size_while_the_naive_client_sees_0x0() {
 
 fn resizes_are_followed(mode: &str) {
     let fake = Fake::start("m");
-    let mut w = Session::wrapper(
-        &args(&["--mode", mode], "m", tui(&fake)),
-        &env(&fake),
-        PtyOpts::default(),
-    );
+    let mut w = wrap(&fake, &["--mode", mode], tui(&fake));
     // The first frame is already right (the prologue).
     w.wait_screen("size 100x30 first 100x30", Some(&fake));
     w.wait_log("ready", Some(&fake));
@@ -105,13 +136,7 @@ fn resizes_are_followed(mode: &str) {
         "{}",
         w.log_text()
     );
-    w.type_bytes(b"q");
-    assert!(
-        w.wait_exit(Some(&fake)).success(),
-        "{}",
-        w.explain(Some(&fake))
-    );
-    assert_no_race(&fake);
+    quit_cleanly(&mut w, &fake);
     let log = fake.exec_log();
     let sides = side_execs(&log);
     match mode {
@@ -160,13 +185,7 @@ fn slow_bringup_longer_than_the_fallback_timer_never_races() {
     w.wait_screen("size 110x35", Some(&fake));
     let text = w.log_text();
     assert!(text.contains("event=ready via=raw-mode"), "{text}");
-    w.type_bytes(b"q");
-    assert!(
-        w.wait_exit(Some(&fake)).success(),
-        "{}",
-        w.explain(Some(&fake))
-    );
-    assert_no_race(&fake);
+    quit_cleanly(&mut w, &fake);
     let log = fake.exec_log();
     let main = main_exec(&log);
     let sides = side_execs(&log);
@@ -190,21 +209,14 @@ fn burst_of_50(mode: &str) {
         &e,
         PtyOpts::default(),
     );
-    w.wait_screen("size 100x30", Some(&fake));
-    w.wait_log("ready", Some(&fake));
+    wait_first_frame_and_ready(&w, &fake);
     let sizes: Vec<(u16, u16)> = (0..50).map(|i| (60 + i, 20 + i % 10)).collect();
     for &(c, r) in &sizes {
         w.resize(c, r);
     }
     let (c, r) = *sizes.last().unwrap();
     w.wait_screen(&format!("size {c}x{r}"), Some(&fake));
-    w.type_bytes(b"q");
-    assert!(
-        w.wait_exit(Some(&fake)).success(),
-        "{}",
-        w.explain(Some(&fake))
-    );
-    assert_no_race(&fake);
+    quit_cleanly(&mut w, &fake);
     let log = fake.exec_log();
     let sides = side_execs(&log);
     for (i, a) in sides.iter().enumerate() {
@@ -247,37 +259,19 @@ fn burst_of_50_resizes_through_the_channel_coalesces() {
 #[test]
 fn exit_code_passes_through() {
     let fake = Fake::start("m");
-    let mut w = Session::wrapper(
-        &args(&[], "m", fake.exec_argv(true, &["sh", "-c", "exit 7"])),
-        &env(&fake),
-        PtyOpts::default(),
-    );
-    assert_eq!(
-        w.wait_exit(Some(&fake)).code(),
-        Some(7),
-        "{}",
-        w.explain(Some(&fake))
-    );
+    let mut w = wrap(&fake, &[], fake.exec_argv(true, &["sh", "-c", "exit 7"]));
+    assert_exit_code(&mut w, &fake, 7);
 }
 
 #[test]
 fn guest_killed_by_a_signal_gives_128_plus_n() {
     let fake = Fake::start("m");
-    let mut w = Session::wrapper(
-        &args(
-            &[],
-            "m",
-            fake.exec_argv(true, &["sh", "-c", "kill -KILL $$"]),
-        ),
-        &env(&fake),
-        PtyOpts::default(),
+    let mut w = wrap(
+        &fake,
+        &[],
+        fake.exec_argv(true, &["sh", "-c", "kill -KILL $$"]),
     );
-    assert_eq!(
-        w.wait_exit(Some(&fake)).code(),
-        Some(137),
-        "{}",
-        w.explain(Some(&fake))
-    );
+    assert_exit_code(&mut w, &fake, 137);
 }
 
 fn logged_pid(log: &str, event: &str) -> Option<i32> {
@@ -304,7 +298,7 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn sigterm_reaches_the_child_and_nothing_is_left_running() {
     let fake = Fake::start("m");
-    let mut w = Session::wrapper(&args(&[], "m", tui(&fake)), &env(&fake), PtyOpts::default());
+    let mut w = wrap(&fake, &[], tui(&fake));
     w.wait_screen("size 100x30", Some(&fake));
     w.wait_log("channel-open", Some(&fake));
     let channel = logged_pid(&w.log_text(), "channel-open").expect("channel pid");
@@ -322,7 +316,7 @@ fn sigterm_reaches_the_child_and_nothing_is_left_running() {
 #[test]
 fn sigint_to_the_wrapper_alone_does_not_end_the_session() {
     let fake = Fake::start("m");
-    let mut w = Session::wrapper(&args(&[], "m", tui(&fake)), &env(&fake), PtyOpts::default());
+    let mut w = wrap(&fake, &[], tui(&fake));
     w.wait_screen("size 100x30", Some(&fake));
     kill(Pid::from_raw(w.child.id() as i32), Signal::SIGINT).unwrap();
     kill(Pid::from_raw(w.child.id() as i32), Signal::SIGQUIT).unwrap();
@@ -334,7 +328,7 @@ fn sigint_to_the_wrapper_alone_does_not_end_the_session() {
     w.resize(101, 31);
     w.wait_screen("size 101x31", Some(&fake));
     w.type_bytes(b"q");
-    assert!(w.wait_exit(Some(&fake)).success());
+    assert_success(&mut w, &fake);
 }
 
 /// The terminal is already raw (readiness not observable → fallback timer of
@@ -357,12 +351,7 @@ fn a_child_that_exits_at_once_ends_the_wrapper_at_once() {
             ..PtyOpts::default()
         },
     );
-    assert_eq!(
-        w.wait_exit(Some(&fake)).code(),
-        Some(3),
-        "{}",
-        w.explain(Some(&fake))
-    );
+    assert_exit_code(&mut w, &fake, 3);
     let took = t0.elapsed();
     assert!(
         took < Duration::from_secs(3),
@@ -381,12 +370,7 @@ fn a_child_that_exits_at_once_ends_the_wrapper_at_once() {
         &e,
         PtyOpts::default(),
     );
-    assert_eq!(
-        w.wait_exit(Some(&fake)).code(),
-        Some(1),
-        "{}",
-        w.explain(Some(&fake))
-    );
+    assert_exit_code(&mut w, &fake, 1);
     assert!(t0.elapsed() < Duration::from_secs(3));
 }
 
@@ -401,7 +385,7 @@ fn without_a_terminal_on_stdout_there_is_no_bridge() {
             ..PtyOpts::default()
         },
     );
-    assert_eq!(w.wait_exit(Some(&fake)).code(), Some(4));
+    assert_exit_code(&mut w, &fake, 4);
     let log = fake.exec_log();
     assert_eq!(log.len(), 1, "{log:#?}");
     assert_eq!(log[0].argv, ["sh", "-c", "exit 4"], "argv must run as is");
@@ -419,11 +403,7 @@ fn native_forwarding_runs_the_argv_as_is_unless_forced() {
     e.push(("FAKE_SMOLVM_COMPAT", "0.8.1".into()));
     let argv = fake.exec_argv(true, &["sh", "-c", "exit 0"]);
     let mut w = Session::wrapper(&args(&[], "m", argv.clone()), &e, PtyOpts::default());
-    assert!(
-        w.wait_exit(Some(&fake)).success(),
-        "{}",
-        w.explain(Some(&fake))
-    );
+    assert_success(&mut w, &fake);
     assert!(
         w.log_text().contains("bridge=off reason=native-0.8.1"),
         "{}",
@@ -436,11 +416,7 @@ fn native_forwarding_runs_the_argv_as_is_unless_forced() {
         &e,
         PtyOpts::default(),
     );
-    assert!(
-        w.wait_exit(Some(&fake)).success(),
-        "{}",
-        w.explain(Some(&fake))
-    );
+    assert_success(&mut w, &fake);
     let log = fake.exec_log();
     assert_eq!(log.len(), 2);
     assert_eq!(log[1].argv[0..2], ["sh", "-c"]);
@@ -463,8 +439,7 @@ fn hostile_machine_name_never_reaches_a_shell() {
         &env(&fake),
         PtyOpts::default(),
     );
-    w.wait_screen("size 100x30", Some(&fake));
-    w.wait_log("ready", Some(&fake));
+    wait_first_frame_and_ready(&w, &fake);
     w.resize(111, 33);
     w.wait_log("push-failed", Some(&fake));
     let text = w.log_text();
@@ -472,11 +447,7 @@ fn hostile_machine_name_never_reaches_a_shell() {
     // The session goes on and still follows the terminal (through the main exec, the guest still runs).
     assert!(w.child.try_wait().unwrap().is_none());
     w.type_bytes(b"q");
-    assert!(
-        w.wait_exit(Some(&fake)).success(),
-        "{}",
-        w.explain(Some(&fake))
-    );
+    assert_success(&mut w, &fake);
     assert!(!pwned.exists(), "a shell ran the machine name");
     assert!(
         !w.screen().contains("vm not found"),
@@ -507,13 +478,8 @@ fn channel_failure_falls_back_to_exec(how: &str, extra: &[&str], reason: &str) {
     let smolvm = broken_channel_smolvm(dir.path(), how);
     let mut opts = vec!["--mode", "channel", "--smolvm", smolvm.to_str().unwrap()];
     opts.extend_from_slice(extra);
-    let mut w = Session::wrapper(
-        &args(&opts, "m", tui(&fake)),
-        &env(&fake),
-        PtyOpts::default(),
-    );
-    w.wait_screen("size 100x30", Some(&fake));
-    w.wait_log("ready", Some(&fake));
+    let mut w = wrap(&fake, &opts, tui(&fake));
+    wait_first_frame_and_ready(&w, &fake);
     w.resize(120, 40);
     w.wait_screen("size 120x40", Some(&fake));
     let text = w.log_text();
@@ -524,13 +490,7 @@ fn channel_failure_falls_back_to_exec(how: &str, extra: &[&str], reason: &str) {
     assert!(text.contains("mode=exec"), "{text}");
     w.resize(90, 20);
     w.wait_screen("size 90x20", Some(&fake));
-    w.type_bytes(b"q");
-    assert!(
-        w.wait_exit(Some(&fake)).success(),
-        "{}",
-        w.explain(Some(&fake))
-    );
-    assert_no_race(&fake);
+    quit_cleanly(&mut w, &fake);
     assert!(side_execs(&fake.exec_log())
         .iter()
         .all(|r| r.stdin == "devnull"));
