@@ -243,47 +243,32 @@ impl Machine {
         self.in_flight = None;
         let took = ms(now - fl.since);
         let mut retry = None;
-        match outcome {
+        let mut fields = vec![
+            ("id", id.to_string()),
+            ("size", fl.size.to_string()),
+            ("took_ms", took),
+        ];
+        let event = match outcome {
             Outcome::Ok => {
                 self.last_pushed = Some(fl.size);
-                out.push(log(
-                    "push-done",
-                    vec![
-                        ("id", id.to_string()),
-                        ("size", fl.size.to_string()),
-                        ("took_ms", took),
-                    ],
-                ));
+                "push-done"
             }
             Outcome::Failed(reason) => {
                 // The guest's size is unknown now: let the next SIGWINCH retry
                 // even if it carries the same size.
                 self.last_pushed = None;
-                out.push(log(
-                    "push-failed",
-                    vec![
-                        ("id", id.to_string()),
-                        ("size", fl.size.to_string()),
-                        ("took_ms", took),
-                        ("reason", reason),
-                    ],
-                ));
+                fields.push(("reason", reason));
+                "push-failed"
             }
             Outcome::TransportDied(reason) => {
                 self.last_pushed = None;
-                out.push(log(
-                    "push-failed",
-                    vec![
-                        ("id", id.to_string()),
-                        ("size", fl.size.to_string()),
-                        ("took_ms", took),
-                        ("reason", reason),
-                        ("retry", "now".into()),
-                    ],
-                ));
+                fields.push(("reason", reason));
+                fields.push(("retry", "now".into()));
                 retry = Some(fl.size);
+                "push-failed"
             }
-        }
+        };
+        out.push(log(event, fields));
         if let Some(next) = self.pending.take().or(retry) {
             self.request(now, next, &mut out);
         }
