@@ -38,6 +38,19 @@ fn settled(m: &Machine<'_>, pid: u32) -> (Vec<ExecRecord>, String) {
     (records, note().unwrap())
 }
 
+/// Execs that end in each way the agent reports (exit code, error, command
+/// not found), with and without `-i`: (args, exit code, logged error).
+const CASES: [(&[&str], i32, Option<&str>); 4] = [
+    (&["--", "sh", "-c", "exit 3"], 3, None),
+    (&["-i", "--", "sh", "-c", "exit 5"], 5, None),
+    (
+        &["-w", "/nonexistent-fsm-dir", "--", "true"],
+        1,
+        Some("exec failed: workdir /nonexistent-fsm-dir: no such directory"),
+    ),
+    (&["--", "/nonexistent-fsm-cmd"], 127, None),
+];
+
 fn only(records: Vec<ExecRecord>, what: &str) -> ExecRecord {
     assert_eq!(records.len(), 1, "{what}: {records:#?}");
     records.into_iter().next().unwrap()
@@ -47,17 +60,7 @@ fn only(records: Vec<ExecRecord>, what: &str) -> ExecRecord {
 fn a_normal_exec_is_logged_once_by_its_client() {
     let fake = Fake::new();
     let m = fake.machine("once");
-    let cases: [(&[&str], i32, Option<&str>); 4] = [
-        (&["--", "sh", "-c", "exit 3"], 3, None),
-        (&["-i", "--", "sh", "-c", "exit 5"], 5, None),
-        (
-            &["-w", "/nonexistent-fsm-dir", "--", "true"],
-            1,
-            Some("exec failed: workdir /nonexistent-fsm-dir: no such directory"),
-        ),
-        (&["--", "/nonexistent-fsm-cmd"], 127, None),
-    ];
-    for (args, code, error) in cases {
+    for (args, code, error) in CASES {
         let (pid, status) = run_exec(m.exec(args));
         assert_eq!(status.code(), Some(code), "{args:?}");
         let (records, note) = settled(&m, pid);
@@ -66,24 +69,14 @@ fn a_normal_exec_is_logged_once_by_its_client() {
         assert_eq!(rec.exit_code, code, "{args:?}");
         assert_eq!(rec.error.as_deref(), error, "{args:?}");
     }
-    assert_eq!(m.log().len(), cases.len(), "{:#?}", m.log());
+    assert_eq!(m.log().len(), CASES.len(), "{:#?}", m.log());
 }
 
 #[test]
 fn a_client_killed_before_logging_is_logged_once_by_the_agent() {
     let fake = Fake::new();
     let m = fake.machine("agentlog");
-    let cases: [(&[&str], i32, Option<&str>); 4] = [
-        (&["--", "sh", "-c", "exit 3"], 3, None),
-        (&["-i", "--", "sh", "-c", "exit 5"], 5, None),
-        (
-            &["-w", "/nonexistent-fsm-dir", "--", "true"],
-            1,
-            Some("exec failed: workdir /nonexistent-fsm-dir: no such directory"),
-        ),
-        (&["--", "/nonexistent-fsm-cmd"], 127, None),
-    ];
-    for (args, code, error) in cases {
+    for (args, code, error) in CASES {
         let mut c = m.exec(args);
         c.env(TEST_DIE_BEFORE_LOG, "1");
         let (pid, status) = run_exec(c);
@@ -101,7 +94,7 @@ fn a_client_killed_before_logging_is_logged_once_by_the_agent() {
             "{rec:?}"
         );
     }
-    assert_eq!(m.log().len(), cases.len(), "{:#?}", m.log());
+    assert_eq!(m.log().len(), CASES.len(), "{:#?}", m.log());
 }
 
 #[test]

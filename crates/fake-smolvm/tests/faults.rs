@@ -26,24 +26,13 @@ fn tty_exec_sees_a_0x0_pty_and_no_resizes_under_080() {
     assert_eq!(s.size(), (100, 30), "the host PTY must be left alone");
 
     // A host resize during the session never reaches the guest.
-    let mut s = PtySession::spawn(
-        m.exec([
-            "-t",
-            "--",
-            "sh",
-            "-c",
-            "while :; do stty size; sleep 0.05; done",
-        ]),
-        100,
-        30,
-    );
+    let mut s = PtySession::spawn(m.stty_loop(), 100, 30);
     s.wait_output(30, |o| o.contains("0 0"));
     s.resize(120, 40);
     let seen = s.output().matches("0 0").count();
     s.wait_output(30, |o| o.matches("0 0").count() >= seen + 5);
     assert!(!s.output().contains("40 120"), "{:?}", s.output());
-    s.write(b"\x03");
-    assert_eq!(s.wait_exit(30).code(), Some(130));
+    s.interrupt();
 }
 
 #[test]
@@ -52,17 +41,7 @@ fn compat_081_sends_the_initial_size_and_follows_resizes() {
     let m = fake.machine_with("p1", &[("FAKE_SMOLVM_COMPAT", "0.8.1")]);
     // As upstream 0.8.1: the guest PTY starts at 80x24 and the host size is
     // sent right after `started`, so the guest may first see 80x24, then the host's.
-    let mut s = PtySession::spawn(
-        m.exec([
-            "-t",
-            "--",
-            "sh",
-            "-c",
-            "while :; do stty size; sleep 0.05; done",
-        ]),
-        100,
-        30,
-    );
+    let mut s = PtySession::spawn(m.stty_loop(), 100, 30);
     s.wait_output(30, |o| o.contains("30 100"));
     let first = s
         .output()
@@ -79,27 +58,19 @@ fn compat_081_sends_the_initial_size_and_follows_resizes() {
     s.wait_output(30, |o| o.contains("40 120"));
     s.resize(90, 20);
     s.wait_output(30, |o| o.contains("20 90"));
-    s.write(b"\x03"); // Ctrl-C travels as a byte and interrupts the guest
-    assert_eq!(s.wait_exit(30).code(), Some(130));
+    s.interrupt(); // Ctrl-C travels as a byte and interrupts the guest
 }
 
 #[test]
 fn compat_081_is_a_per_exec_switch_too() {
     let fake = Fake::new();
     let m = fake.machine("p2");
-    let mut c = m.exec([
-        "-t",
-        "--",
-        "sh",
-        "-c",
-        "while :; do stty size; sleep 0.05; done",
-    ]);
+    let mut c = m.stty_loop();
     c.env("FAKE_SMOLVM_COMPAT", "0.8.1");
     let mut s = PtySession::spawn(c, 77, 22);
     s.wait_output(30, |o| o.contains("22 77"));
     assert!(!s.output().contains("0 0"), "{:?}", s.output());
-    s.write(b"\x03");
-    assert_eq!(s.wait_exit(30).code(), Some(130));
+    s.interrupt();
 }
 
 // ---------------------------------------------------------------- fault 2

@@ -14,41 +14,20 @@ fn guest_dev_pts_lists_only_guest_ptys() {
     let out = run_output(m.exec(["--", "ls", "/dev/pts"]));
     assert_eq!(text(&out.stdout), "ptmx\n", "{}", text(&out.stderr));
 
-    let mut s = PtySession::spawn(
-        m.exec([
-            "-t",
-            "--",
-            "sh",
-            "-c",
-            "while :; do stty size; sleep 0.05; done",
-        ]),
-        100,
-        30,
-    );
+    let mut s = PtySession::spawn(m.stty_loop(), 100, 30);
     s.wait_output(30, |o| o.contains("0 0"));
     // The test's own PTY is on the host devpts; the guest sees its one session.
     assert!(s.slave_path.exists());
     let out = run_output(m.exec(["--", "ls", "/dev/pts"]));
     assert_eq!(text(&out.stdout), "0\nptmx\n", "{}", text(&out.stderr));
-    s.write(b"\x03");
-    assert_eq!(s.wait_exit(30).code(), Some(130));
+    s.interrupt();
 }
 
 #[test]
 fn side_channel_loop_resizes_the_guest_session_and_no_host_pty() {
     let fake = Fake::new();
     let m = fake.machine("side");
-    let mut s = PtySession::spawn(
-        m.exec([
-            "-t",
-            "--",
-            "sh",
-            "-c",
-            "while :; do stty size; sleep 0.05; done",
-        ]),
-        100,
-        30,
-    );
+    let mut s = PtySession::spawn(m.stty_loop(), 100, 30);
     s.wait_output(30, |o| o.contains("0 0"));
     // A second host PTY the test owns, idle, to show no host PTY is touched.
     let bystander = nix::pty::openpty(Some(&winsize(70, 15)), None).unwrap();
@@ -73,8 +52,7 @@ fn side_channel_loop_resizes_the_guest_session_and_no_host_pty() {
     );
     let rec = m.log().into_iter().find(|r| r.argv.len() == 3).unwrap();
     assert_eq!(rec.stdin, "devnull");
-    s.write(b"\x03");
-    assert_eq!(s.wait_exit(30).code(), Some(130));
+    s.interrupt();
 }
 
 #[test]

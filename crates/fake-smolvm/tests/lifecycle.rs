@@ -183,18 +183,19 @@ fn exec_on_a_stopped_machine_fails_and_is_logged() {
 fn usage_errors_exit_2() {
     let fake = Fake::new();
     fake.run(["machine", "create", "u"]);
+    let zero_timeout = vec![
+        "machine",
+        "exec",
+        "--name",
+        "u",
+        "--timeout",
+        "0s",
+        "--",
+        "true",
+    ];
     for args in [
         vec!["machine", "exec", "--name", "u"],
-        vec![
-            "machine",
-            "exec",
-            "--name",
-            "u",
-            "--timeout",
-            "0s",
-            "--",
-            "true",
-        ],
+        zero_timeout.clone(),
         vec![
             "machine",
             "exec",
@@ -217,16 +218,7 @@ fn usage_errors_exit_2() {
         );
         assert!(text(&out.stderr).contains("error:"), "{args:?}");
     }
-    let out = fake.run([
-        "machine",
-        "exec",
-        "--name",
-        "u",
-        "--timeout",
-        "0s",
-        "--",
-        "true",
-    ]);
+    let out = fake.run(&zero_timeout);
     assert!(
         text(&out.stderr).contains("greater than zero"),
         "{}",

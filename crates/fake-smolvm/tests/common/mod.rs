@@ -32,6 +32,9 @@ pub const SWITCHES: [&str; 6] = [
 /// Test-only switch: the exec client SIGKILLs itself after the final response, before logging.
 pub const TEST_DIE_BEFORE_LOG: &str = "FAKE_SMOLVM_TEST_DIE_BEFORE_LOG";
 
+/// A guest command that prints the guest PTY's `stty size` every 50 ms until interrupted.
+pub const STTY_LOOP: &str = "while :; do stty size; sleep 0.05; done";
+
 /// Polls `cond` every 10 ms until it holds or `secs` pass; panics with `what()` then.
 pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool, what: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -185,6 +188,12 @@ impl Machine<'_> {
         c
     }
 
+    /// `machine exec --name NAME -t -- sh -c STTY_LOOP`: a TTY session that
+    /// keeps reporting the size the guest sees.
+    pub fn stty_loop(&self) -> Command {
+        self.exec(["-t", "--", "sh", "-c", STTY_LOOP])
+    }
+
     pub fn log(&self) -> Vec<ExecRecord> {
         self.fake.log(&self.name)
     }
@@ -314,6 +323,13 @@ impl PtySession {
 
     pub fn write(&self, bytes: &[u8]) {
         (&self.master).write_all(bytes).unwrap();
+    }
+
+    /// Types Ctrl-C and expects the guest command to die of SIGINT (exit 130).
+    #[track_caller]
+    pub fn interrupt(&mut self) {
+        self.write(b"\x03");
+        assert_eq!(self.wait_exit(30).code(), Some(130));
     }
 
     /// Waits until the process put the terminal in raw mode (ICANON off):
