@@ -183,38 +183,61 @@ fn buffered(mut stream: UnixStream, run: RunRequest) -> Outcome {
     if let Err(e) = wire::write_frame(&mut stream, &Request::Run(Box::new(run))) {
         return lost(Some(e), None);
     }
-    loop {
-        match wire::read_frame::<_, Response>(&mut stream) {
-            Ok(Some(Response::Completed {
+    let completed = until_response(&mut stream, |r| match r {
+        Response::Completed {
+            exit_code,
+            signal,
+            fault,
+            stdout,
+            stderr,
+            bringup_start_ms,
+            bringup_end_ms,
+        } => {
+            let _ = io::stdout().write_all(&wire::decode(&stdout).unwrap_or_default());
+            let _ = io::stdout().flush();
+            let _ = io::stderr().write_all(&wire::decode(&stderr).unwrap_or_default());
+            Some(Outcome {
                 exit_code,
                 signal,
                 fault,
-                stdout,
-                stderr,
-                bringup_start_ms,
-                bringup_end_ms,
-            })) => {
-                let _ = io::stdout().write_all(&wire::decode(&stdout).unwrap_or_default());
-                let _ = io::stdout().flush();
-                let _ = io::stderr().write_all(&wire::decode(&stderr).unwrap_or_default());
-                return Outcome {
-                    exit_code,
-                    signal,
-                    fault,
-                    error: None,
-                    bringup: Some((bringup_start_ms, bringup_end_ms)),
-                    answered: true,
-                };
-            }
+                error: None,
+                bringup: Some((bringup_start_ms, bringup_end_ms)),
+                answered: true,
+            })
+        }
+        _ => None,
+    });
+    completed.unwrap_or_else(|failed| failed)
+}
+
+/// Reads responses until `want` takes one (it returns `Some`); the others are
+/// skipped. An `error` response, EOF or a read failure first ends the exec:
+/// `Err` then holds the outcome to report.
+fn until_response<T>(
+    stream: &mut UnixStream,
+    mut want: impl FnMut(Response) -> Option<T>,
+) -> Result<T, Outcome> {
+    loop {
+        match wire::read_frame::<_, Response>(stream) {
             Ok(Some(Response::Error {
                 message,
                 fault,
                 bringup_start_ms,
                 bringup_end_ms,
-            })) => return Outcome::error(message, fault, bringup_start_ms.zip(bringup_end_ms)),
-            Ok(Some(_)) => {}
-            Ok(None) => return lost(None, None),
-            Err(e) => return lost(Some(e), None),
+            })) => {
+                return Err(Outcome::error(
+                    message,
+                    fault,
+                    bringup_start_ms.zip(bringup_end_ms),
+                ))
+            }
+            Ok(Some(r)) => {
+                if let Some(v) = want(r) {
+                    return Ok(v);
+                }
+            }
+            Ok(None) => return Err(lost(None, None)),
+            Err(e) => return Err(lost(Some(e), None)),
         }
     }
 }
@@ -268,23 +291,17 @@ fn interactive(stream: UnixStream, run: RunRequest, stdin: &StdinInfo) -> Outcom
         return lost(Some(e), None);
     }
     // Bring-up: wait for `started` (or an error).
-    let (bringup, compat) = loop {
-        match wire::read_frame::<_, Response>(&mut reader) {
-            Ok(Some(Response::Started {
-                bringup_start_ms,
-                bringup_end_ms,
-                compat,
-            })) => break ((bringup_start_ms, bringup_end_ms), compat),
-            Ok(Some(Response::Error {
-                message,
-                fault,
-                bringup_start_ms,
-                bringup_end_ms,
-            })) => return Outcome::error(message, fault, bringup_start_ms.zip(bringup_end_ms)),
-            Ok(Some(_)) => {}
-            Ok(None) => return lost(None, None),
-            Err(e) => return lost(Some(e), None),
-        }
+    let started = until_response(&mut reader, |r| match r {
+        Response::Started {
+            bringup_start_ms,
+            bringup_end_ms,
+            compat,
+        } => Some(((bringup_start_ms, bringup_end_ms), compat)),
+        _ => None,
+    });
+    let (bringup, compat) = match started {
+        Ok(v) => v,
+        Err(failed) => return failed,
     };
     let on_tty = stdin.tty_rdev.is_some();
     let _raw = if tty && on_tty { enter_raw() } else { None };
