@@ -617,31 +617,32 @@ impl Agent {
                 .stderr(Stdio::piped());
             let mut child = cmd.spawn().map_err(spawn_err)?;
             let stdin = child.stdin.take();
-            let o = child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>);
-            let e = child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>);
+            let (o, e) = take_output_pipes(&mut child);
             Ok((child, StdinSink::Pipe(stdin), Outputs::Streams(o, e)))
         } else {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             let mut child = cmd.spawn().map_err(spawn_err)?;
-            let o = child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>);
-            let e = child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>);
+            let (o, e) = take_output_pipes(&mut child);
             Ok((child, StdinSink::None, Outputs::Buffered(o, e)))
         }
     }
+}
+
+/// The child's piped stdout and stderr, as readers for [`Outputs`].
+fn take_output_pipes(
+    child: &mut Child,
+) -> (Option<Box<dyn Read + Send>>, Option<Box<dyn Read + Send>>) {
+    let o = child
+        .stdout
+        .take()
+        .map(|s| Box::new(s) as Box<dyn Read + Send>);
+    let e = child
+        .stderr
+        .take()
+        .map(|s| Box::new(s) as Box<dyn Read + Send>);
+    (o, e)
 }
 
 /// The guest process's output, not yet wired up to a destination.
