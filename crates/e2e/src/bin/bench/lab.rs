@@ -221,22 +221,19 @@ pub fn prologue_token(log: &str) -> Option<u64> {
         .and_then(|t| t.parse().ok())
 }
 
-/// The main exec of a session: the one with a terminal.
+/// The main exec of a session: the one with a terminal. Unlike
+/// [`e2e::execs::main_exec`] it does not panic when there is none: a round
+/// with no main exec recorded is a result the bench reports, not a harness failure.
 pub fn main_exec(records: &[ExecRecord]) -> Option<&ExecRecord> {
     records.iter().find(|r| r.tty)
 }
 
-/// The side channels of a session: every exec without a terminal.
-pub fn side_channels(records: &[ExecRecord]) -> Vec<&ExecRecord> {
-    records.iter().filter(|r| !r.tty).collect()
-}
+/// The side channels of a session: the scenarios' own definition.
+pub use e2e::execs::side_channels;
 
 /// Whether any two of `records` were alive at the same time.
 pub fn any_overlap(records: &[&ExecRecord]) -> bool {
-    records
-        .iter()
-        .enumerate()
-        .any(|(i, a)| records[i + 1..].iter().any(|b| a.lifetime_overlaps(b)))
+    !e2e::execs::overlapping_lifetimes(records).is_empty()
 }
 
 #[cfg(test)]
