@@ -630,26 +630,21 @@ impl Agent {
     }
 }
 
+/// One of the guest process's output pipes.
+type GuestReader = Box<dyn Read + Send>;
+
 /// The child's piped stdout and stderr, as readers for [`Outputs`].
-fn take_output_pipes(
-    child: &mut Child,
-) -> (Option<Box<dyn Read + Send>>, Option<Box<dyn Read + Send>>) {
-    let o = child
-        .stdout
-        .take()
-        .map(|s| Box::new(s) as Box<dyn Read + Send>);
-    let e = child
-        .stderr
-        .take()
-        .map(|s| Box::new(s) as Box<dyn Read + Send>);
+fn take_output_pipes(child: &mut Child) -> (Option<GuestReader>, Option<GuestReader>) {
+    let o = child.stdout.take().map(|s| Box::new(s) as GuestReader);
+    let e = child.stderr.take().map(|s| Box::new(s) as GuestReader);
     (o, e)
 }
 
 /// The guest process's output, not yet wired up to a destination.
 enum Outputs {
     Pty(File),
-    Streams(Option<Box<dyn Read + Send>>, Option<Box<dyn Read + Send>>),
-    Buffered(Option<Box<dyn Read + Send>>, Option<Box<dyn Read + Send>>),
+    Streams(Option<GuestReader>, Option<GuestReader>),
+    Buffered(Option<GuestReader>, Option<GuestReader>),
     Running(Vec<JoinHandle<Vec<u8>>>, Arc<AtomicBool>),
 }
 
