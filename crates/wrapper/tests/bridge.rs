@@ -53,6 +53,7 @@ fn wrap(fake: &Fake, opts: &[&str], argv: Vec<String>) -> Session {
 }
 
 /// Waits for the wrapper to exit 0; shows the session on failure.
+#[track_caller]
 fn assert_success(w: &mut Session, fake: &Fake) {
     assert!(
         w.wait_exit(Some(fake)).success(),
@@ -62,6 +63,7 @@ fn assert_success(w: &mut Session, fake: &Fake) {
 }
 
 /// Waits for the wrapper to exit with `code`; shows the session on failure.
+#[track_caller]
 fn assert_exit_code(w: &mut Session, fake: &Fake, code: i32) {
     assert_eq!(
         w.wait_exit(Some(fake)).code(),
@@ -79,6 +81,7 @@ fn wait_first_frame_and_ready(w: &Session, fake: &Fake) {
 }
 
 /// Quits the guest TUI (`q`), expects a clean exit and a race-free exec.log.
+#[track_caller]
 fn quit_cleanly(w: &mut Session, fake: &Fake) {
     w.type_bytes(b"q");
     assert_success(w, fake);
