@@ -48,18 +48,57 @@ pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool, what: impl Fn() -> 
 
 /// Waits for a child with a deadline; kills it (and panics) on timeout.
 pub fn wait_child(child: &mut Child, secs: u64) -> ExitStatus {
+    wait_child_or(child, secs, String::new)
+}
+
+/// [`wait_child`], and on timeout the panic also shows `context()` (e.g. the
+/// session's output) and where each of the child's threads is blocked.
+pub fn wait_child_or(child: &mut Child, secs: u64, context: impl Fn() -> String) -> ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
         if Instant::now() >= deadline {
+            let threads = describe_threads(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            panic!("process {} did not exit within {secs}s", child.id());
+            panic!(
+                "process {} did not exit within {secs}s\nits threads:\n{threads}\n{}",
+                child.id(),
+                context()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// One line per thread of `pid`: its name, state and kernel wait channel,
+/// which is what tells a hang in read(2) from one in a lock or tcsetattr.
+fn describe_threads(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "  (gone)".into();
+    };
+    let mut lines: Vec<String> = tasks
+        .flatten()
+        .map(|t| {
+            let dir = t.path();
+            let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+            let state = read("stat")
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+                .unwrap_or_default();
+            format!(
+                "  tid {} {} state {state} wchan {}",
+                t.file_name().to_string_lossy(),
+                read("comm").trim(),
+                read("wchan").trim()
+            )
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
 }
 
 /// A temp `FAKE_SMOLVM_HOME`.
@@ -382,7 +421,10 @@ impl PtySession {
 
     /// Waits for the process to exit, then for the rest of its output.
     pub fn wait_exit(&mut self, secs: u64) -> ExitStatus {
-        let status = wait_child(&mut self.child, secs);
+        let out = Arc::clone(&self.out);
+        let status = wait_child_or(&mut self.child, secs, move || {
+            format!("its output so far:\n{}", text(&out.lock().unwrap()))
+        });
         if let Some(r) = self.reader.take() {
             let deadline = Instant::now() + Duration::from_secs(5);
             while !r.is_finished() && Instant::now() < deadline {
