@@ -4,8 +4,13 @@
 //! changes the fake's shared-stdin behaviour), `COLUMNS`/`LINES` (which some
 //! programs trust over the PTY), `COLORTERM`, a locale. None of it may leak
 //! into what a test runs, so every command starts from an empty environment.
+//! Signal dispositions are inherited too: a test run started in the
+//! background by a non-interactive shell (`cargo test &`, nohup, some CI
+//! runners) ignores SIGINT and SIGQUIT, and exec keeps that; every command
+//! starts with default dispositions instead, as in a fresh terminal.
 
 use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 /// The `TERM` every test program sees (outside tmux).
@@ -38,7 +43,25 @@ pub fn base_env() -> Vec<(String, String)> {
 pub fn command(program: impl AsRef<OsStr>) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear().envs(base_env()).stdin(Stdio::null());
+    // SAFETY: signal(2) is async-signal-safe, and it is all this hook calls.
+    unsafe {
+        cmd.pre_exec(|| {
+            default_signal_dispositions();
+            Ok(())
+        });
+    }
     cmd
+}
+
+/// Resets every catchable signal to its default action (std already clears
+/// the signal mask and SIGPIPE in a spawned child).
+fn default_signal_dispositions() {
+    for sig in 1..32 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: installing SIG_DFL has no preconditions.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -54,5 +77,23 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["HOME", "LANG", "PATH", "TERM"]);
+    }
+
+    #[test]
+    fn command_starts_with_default_signal_dispositions_even_when_the_test_ignores_sigint() {
+        // As if the test run had been started as a background job (`cargo test &`).
+        // SAFETY: swapping a disposition; restored below. Nothing in this
+        // process relies on SIGINT being caught.
+        let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        let out = command("sh")
+            .args(["-c", "grep SigIgn /proc/self/status"])
+            .output();
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGINT, previous) };
+        let out = out.unwrap();
+        let line = String::from_utf8_lossy(&out.stdout);
+        let mask = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16)
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert_eq!(mask & (1 << (libc::SIGINT - 1)), 0, "SigIgn {line}");
     }
 }

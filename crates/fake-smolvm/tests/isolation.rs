@@ -119,3 +119,35 @@ fn a_vanished_client_is_logged_by_the_agent_and_its_command_killed() {
     assert!(rec.error.as_deref().unwrap().contains("agent"));
     assert!(rec.bringup_end_ms.is_some());
 }
+
+/// `cmd` as a background job of a non-interactive shell runs it (`cmd &`,
+/// nohup, some CI runners): SIGINT and SIGQUIT ignored, which exec keeps.
+fn as_background_job(mut cmd: std::process::Command) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn guest_processes_do_not_inherit_the_hosts_ignored_signals() {
+    let fake = Fake::new();
+    let out = fake.run(["machine", "create", "sig"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let start = fake.cmd(["machine", "start", "--name", "sig"]);
+    let out = run_output(as_background_job(start));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = fake.adopt("sig");
+
+    // Ctrl-C typed into the session still interrupts the guest command
+    // (exit 130), as it would in a real VM.
+    let mut s = PtySession::spawn(as_background_job(m.stty_loop()), 100, 30);
+    s.wait_output(30, |o| o.contains("0 0"));
+    s.interrupt();
+}

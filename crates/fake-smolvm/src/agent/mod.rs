@@ -33,6 +33,7 @@ const USERNS_HINT: &str = "unprivileged user namespaces are disabled \
 /// Entry point of `fake-smolvm __agent DIR NAME`. stdout is the pipe `machine
 /// start` reads: exactly one line, `ready <init pid>` or `error <message>`.
 pub fn run_agent(dir: PathBuf, name: String) -> i32 {
+    reset_signal_dispositions();
     match setup_namespaces() {
         Ok(()) => {}
         Err(msg) => {
@@ -210,4 +211,28 @@ fn server(dir: &Path, name: String, ready_w: OwnedFd) -> i32 {
         }
     }
     0
+}
+
+/// Gives the guest default signal dispositions and an empty signal mask.
+///
+/// Why: a real VM's processes inherit nothing from the host shell that ran
+/// `smolvm machine start`. A host started in the background by a
+/// non-interactive shell (`cmd &`, `nohup`, some CI runners) ignores SIGINT
+/// and SIGQUIT, and an ignored signal survives fork and exec: without this,
+/// Ctrl-C typed into a guest session would never interrupt the guest.
+/// SIGPIPE stays as the Rust runtime set it for the agent itself (ignored, so
+/// a vanished client is an error, not a death); `Command` resets it to the
+/// default for every guest command.
+fn reset_signal_dispositions() {
+    for sig in 1..libc::SIGRTMIN() {
+        if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL has no preconditions; the agent is still
+        // single-threaded and has installed no handler of its own yet.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }

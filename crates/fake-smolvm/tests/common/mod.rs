@@ -167,6 +167,11 @@ impl Fake {
             text(&out.stdout),
             text(&out.stderr)
         );
+        self.adopt(name)
+    }
+
+    /// The guard of machine `name`, started by the test itself; stops it on drop.
+    pub fn adopt(&self, name: &str) -> Machine<'_> {
         let pid = std::fs::read_to_string(self.machine_dir(name).join("agent.pid"))
             .unwrap()
             .trim()
