@@ -91,6 +91,29 @@ pub struct Cli {
     pub log: Option<PathBuf>,
 }
 
+/// Folds clap's rendered error into the one line the wrapper prints: the
+/// first line without its `error: ` prefix, and when that line ends in `:`
+/// (a list follows, e.g. the missing arguments) the listed items joined.
+pub fn one_line_error(rendered: &str) -> String {
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first).trim_end();
+    match first.strip_suffix(':') {
+        Some(head) => {
+            let items: Vec<&str> = lines
+                .take_while(|l| l.starts_with(' ') && !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            if items.is_empty() {
+                head.to_string()
+            } else {
+                format!("{head}: {}", items.join(", "))
+            }
+        }
+        None => first.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +173,23 @@ mod tests {
             parse(&["--push-timeout-ms", "0", "m", "--", "x"]).is_err(),
             "zero timeout"
         );
+    }
+
+    #[test]
+    fn a_missing_argument_list_is_folded_into_the_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <MACHINE>\n  <SMOLVM ARGV>...\n\nUsage: pty-resize [OPTIONS] <MACHINE> -- <SMOLVM ARGV>...\n";
+        assert_eq!(
+            one_line_error(rendered),
+            "the following required arguments were not provided: <MACHINE>, <SMOLVM ARGV>..."
+        );
+    }
+
+    #[test]
+    fn a_single_line_error_keeps_its_text() {
+        assert_eq!(
+            one_line_error("error: unexpected argument 'foo' found\n\nUsage: x\n"),
+            "unexpected argument 'foo' found"
+        );
+        assert_eq!(one_line_error(""), "invalid arguments");
     }
 }

@@ -180,10 +180,8 @@ fn usage_error(e: clap::Error) -> i32 {
             0
         }
         _ => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("pty-resize: error: {first} (try 'pty-resize --help')");
+            let line = crate::cli::one_line_error(&e.render().to_string());
+            eprintln!("pty-resize: error: {line} (try 'pty-resize --help')");
             EXIT_USAGE
         }
     }

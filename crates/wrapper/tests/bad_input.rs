@@ -21,10 +21,18 @@ fn assert_one_line_error(out: &Output, code: i32, starts: &str) {
 
 #[test]
 fn usage_errors_exit_2_with_one_line() {
-    assert_one_line_error(&run(&[]), 2, "pty-resize: error:");
+    assert_one_line_error(
+        &run(&[]),
+        2,
+        "pty-resize: error: the following required arguments were not provided: <MACHINE>, <SMOLVM ARGV>...",
+    );
     assert_one_line_error(&run(&["m"]), 2, "pty-resize: error:");
     assert_one_line_error(&run(&["m", "smolvm", "machine"]), 2, "pty-resize: error:");
-    assert_one_line_error(&run(&["m", "--"]), 2, "pty-resize: error:");
+    assert_one_line_error(
+        &run(&["m", "--"]),
+        2,
+        "pty-resize: error: the following required arguments were not provided: <SMOLVM ARGV>...",
+    );
     assert_one_line_error(
         &run(&["", "--", "true"]),
         2,
