@@ -196,6 +196,8 @@ pub struct Session {
     pub log: PathBuf,
     _dir: tempfile::TempDir,
     status: Option<ExitStatus>,
+    /// The reader thread; finished once every holder of the slave is gone.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Session {
@@ -265,7 +267,7 @@ impl Session {
         let raw = Arc::new(Mutex::new(Vec::new()));
         let mut reader = master.try_clone().unwrap();
         let (p, r) = (parser.clone(), raw.clone());
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
@@ -283,6 +285,7 @@ impl Session {
             log,
             _dir: dir,
             status: None,
+            reader: Some(reader),
         }
     }
 
@@ -374,6 +377,18 @@ impl Session {
             }
         };
         self.status = Some(st);
+        // The child's last bytes may still be in the PTY: wait (bounded, a
+        // stray process may hold the slave) until the reader hits EOF, so
+        // output() holds everything the child wrote.
+        if let Some(reader) = self.reader.take() {
+            let end = Instant::now() + Duration::from_secs(5);
+            while !reader.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
         st
     }
 
