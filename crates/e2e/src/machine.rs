@@ -78,8 +78,10 @@ impl Machine {
     }
 
     /// Every exec recorded so far (empty if none); panics on a corrupt log.
+    /// Waits (up to 10 s) until the agent is done with every connection, so
+    /// a side channel killed a moment ago has its line too.
     pub fn exec_log(&self) -> Vec<ExecRecord> {
-        exec_log::read(&self.exec_log_path())
+        exec_log::read_settled(&self.dir(), std::time::Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("e2e: reading {}: {e}", self.exec_log_path().display()))
     }
 

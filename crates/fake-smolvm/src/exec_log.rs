@@ -119,6 +119,39 @@ pub fn read(path: &Path) -> io::Result<Vec<ExecRecord>> {
         .collect()
 }
 
+/// Written by the guest agent to `agent.log` when it accepts a connection.
+pub const CONNECTION_OPEN: &str = "agent: connection open";
+/// Written by the guest agent to `agent.log` once it is done with a
+/// connection, after any exec.log line it had to write for it.
+pub const CONNECTION_CLOSED: &str = "agent: connection closed";
+
+/// Whether every connection the agent of `machine_dir` accepted is closed,
+/// i.e. every exec that reached the guest has its line in exec.log.
+pub fn is_settled(machine_dir: &Path) -> bool {
+    let text = std::fs::read_to_string(machine_dir.join("agent.log")).unwrap_or_default();
+    settled_in(&text)
+}
+
+fn settled_in(agent_log: &str) -> bool {
+    let count = |mark: &str| agent_log.lines().filter(|l| *l == mark).count();
+    count(CONNECTION_OPEN) == count(CONNECTION_CLOSED)
+}
+
+/// Reads `exec.log` of `machine_dir` once [`is_settled`] holds, or at
+/// `deadline` whatever is there. Why: a client killed right after its final
+/// answer (a side channel killed when its wrapper exits) has its line written
+/// by the agent a moment later; a test that reads at once could miss it.
+pub fn read_settled(
+    machine_dir: &Path,
+    deadline: std::time::Duration,
+) -> io::Result<Vec<ExecRecord>> {
+    let end = std::time::Instant::now() + deadline;
+    while !is_settled(machine_dir) && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    read(&machine_dir.join("exec.log"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +202,17 @@ mod tests {
         assert!(a.bringup_overlaps(&record(2, Some((249.0, 500.0)))));
         assert!(!a.bringup_overlaps(&record(3, Some((250.0, 500.0)))));
         assert!(!a.bringup_overlaps(&record(4, None)));
+    }
+
+    #[test]
+    fn settled_means_every_open_connection_closed() {
+        let open = CONNECTION_OPEN;
+        let closed = CONNECTION_CLOSED;
+        assert!(settled_in(""));
+        assert!(!settled_in(&format!("{open}\n")));
+        assert!(settled_in(&format!(
+            "{open}\nagent: exec 1-1: note\n{closed}\n"
+        )));
+        assert!(!settled_in(&format!("{open}\n{open}\n{closed}\n")));
     }
 }

@@ -146,7 +146,7 @@ impl Fake {
     }
 
     pub fn log(&self, name: &str) -> Vec<ExecRecord> {
-        exec_log::read(&self.machine_dir(name).join("exec.log")).unwrap()
+        exec_log::read_settled(&self.machine_dir(name), Duration::from_secs(10)).unwrap()
     }
 
     /// Creates and starts machine `name`; the guard stops it on drop.

@@ -114,8 +114,11 @@ impl Fake {
             .join("exec.log")
     }
 
+    /// Once the agent is done with every connection (a side channel killed
+    /// as the wrapper exited may be logged by the agent a moment later).
     pub fn exec_log(&self) -> Vec<ExecRecord> {
-        exec_log::read(&self.exec_log_path()).unwrap()
+        let dir = self.exec_log_path().parent().unwrap().to_path_buf();
+        exec_log::read_settled(&dir, Duration::from_secs(10)).unwrap()
     }
 
     pub fn exec_log_text(&self) -> String {
