@@ -119,28 +119,54 @@ pub fn read(path: &Path) -> io::Result<Vec<ExecRecord>> {
         .collect()
 }
 
-/// Written by the guest agent to `agent.log` when it accepts a connection.
-pub const CONNECTION_OPEN: &str = "agent: connection open";
-/// Written by the guest agent to `agent.log` once it is done with a
-/// connection, after any exec.log line it had to write for it.
-pub const CONNECTION_CLOSED: &str = "agent: connection closed";
+/// Written by the guest agent to `agent.log`, followed by `<client pid>-<n>`,
+/// when an exec reaches it.
+pub const EXEC_OPEN: &str = "agent: exec open ";
+/// Written by the guest agent to `agent.log`, followed by `<client pid>-<n>`,
+/// once it is done with that exec, after any exec.log line it wrote for it.
+pub const EXEC_CLOSED: &str = "agent: exec closed ";
 
-/// Whether every connection the agent of `machine_dir` accepted is closed,
-/// i.e. every exec that reached the guest has its line in exec.log.
+/// Whether exec.log of `machine_dir` is final for every exec whose client is
+/// gone: no exec the agent opened for a client that has exited lacks its
+/// closing mark. Execs of live clients (a session still running) do not count.
 pub fn is_settled(machine_dir: &Path) -> bool {
     let text = std::fs::read_to_string(machine_dir.join("agent.log")).unwrap_or_default();
-    settled_in(&text)
+    pending_execs(&text).iter().all(|pid| client_alive(*pid))
 }
 
-fn settled_in(agent_log: &str) -> bool {
-    let count = |mark: &str| agent_log.lines().filter(|l| *l == mark).count();
-    count(CONNECTION_OPEN) == count(CONNECTION_CLOSED)
+/// The client pids of execs opened but not closed in an agent.log text.
+fn pending_execs(agent_log: &str) -> Vec<u32> {
+    let marks = |prefix: &str| -> Vec<&str> {
+        agent_log
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .collect()
+    };
+    let closed = marks(EXEC_CLOSED);
+    marks(EXEC_OPEN)
+        .into_iter()
+        .filter(|m| !closed.contains(m))
+        .filter_map(|m| m.split('-').next()?.parse().ok())
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie has exited: its record is due).
+fn client_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            state != Some("Z")
+        })
+        .unwrap_or(false)
 }
 
 /// Reads `exec.log` of `machine_dir` once [`is_settled`] holds, or at
 /// `deadline` whatever is there. Why: a client killed right after its final
-/// answer (a side channel killed when its wrapper exits) has its line written
-/// by the agent a moment later; a test that reads at once could miss it.
+/// answer (a side channel killed as its wrapper exits) has its line written
+/// by the agent a moment later; a test that read at once could miss it.
 pub fn read_settled(
     machine_dir: &Path,
     deadline: std::time::Duration,
@@ -205,14 +231,26 @@ mod tests {
     }
 
     #[test]
-    fn settled_means_every_open_connection_closed() {
-        let open = CONNECTION_OPEN;
-        let closed = CONNECTION_CLOSED;
-        assert!(settled_in(""));
-        assert!(!settled_in(&format!("{open}\n")));
-        assert!(settled_in(&format!(
-            "{open}\nagent: exec 1-1: note\n{closed}\n"
-        )));
-        assert!(!settled_in(&format!("{open}\n{open}\n{closed}\n")));
+    fn pending_execs_are_opened_and_not_closed() {
+        let text = format!(
+            "{EXEC_OPEN}10-1\nagent: exec 10-1: note\n{EXEC_CLOSED}10-1\n{EXEC_OPEN}11-2\n{EXEC_OPEN}12-3\n{EXEC_CLOSED}12-3\n"
+        );
+        assert_eq!(pending_execs(&text), [11]);
+        assert!(pending_execs("").is_empty());
+    }
+
+    #[test]
+    fn a_live_client_does_not_hold_up_a_read_but_a_dead_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        std::fs::write(dir.path().join("agent.log"), format!("{EXEC_OPEN}{me}-1\n")).unwrap();
+        assert!(is_settled(dir.path()), "our own pid is alive");
+        // A pid above the kernel's maximum never runs.
+        std::fs::write(
+            dir.path().join("agent.log"),
+            format!("{EXEC_OPEN}4194305-1\n"),
+        )
+        .unwrap();
+        assert!(!is_settled(dir.path()));
     }
 }

@@ -21,8 +21,6 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-
-use crate::exec_log;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
@@ -207,14 +205,7 @@ fn server(dir: &Path, name: String, ready_w: OwnedFd) -> i32 {
         match conn {
             Ok(stream) => {
                 let agent = agent.clone();
-                // The marks bracket everything the connection does, the
-                // exec.log append included: equal counts mean exec.log is
-                // final (exec_log::read_settled waits on that).
-                eprintln!("{}", exec_log::CONNECTION_OPEN);
-                std::thread::spawn(move || {
-                    agent.handle(stream);
-                    eprintln!("{}", exec_log::CONNECTION_CLOSED);
-                });
+                std::thread::spawn(move || agent.handle(stream));
             }
             Err(e) => eprintln!("agent: accept failed: {e}"),
         }

@@ -174,6 +174,11 @@ impl Agent {
             _ => return, // a liveness probe, or garbage: nothing to do
         };
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let mark = format!("{}-{id}", run.client_pid);
+        // Brackets everything this exec does, its exec.log append included:
+        // exec_log::read_settled waits while an exec whose client is gone
+        // has no closing mark yet.
+        eprintln!("{}{mark}", exec_log::EXEC_OPEN);
         let cfg = run.switches.or(&self.defaults).resolve();
         let ctl = Arc::new(Ctl::default());
         let out = Arc::new(Out {
@@ -219,6 +224,7 @@ impl Agent {
         // Why after the append: once this line is in agent.log, exec.log is
         // final for this exec (tests wait on it).
         eprintln!("agent: {exec}: {note}");
+        eprintln!("{}{mark}", exec_log::EXEC_CLOSED);
     }
 
     /// Fault 3: a new exec on the terminal of a live interactive session kills
