@@ -146,7 +146,7 @@ fn stop_agent(dir: &std::path::Path, pid: i32) -> Res<()> {
     if machine::is_live_agent(pid) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         let deadline = Instant::now() + STOP_DEADLINE;
-        while machine::is_live_agent(pid) {
+        while !machine::has_exited(pid) {
             if Instant::now() >= deadline {
                 return Err(fail(format!(
                     "guest init (PID: {pid}) did not exit after SIGKILL"

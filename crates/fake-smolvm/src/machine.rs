@@ -131,20 +131,28 @@ pub fn agent_pid(dir: &Path) -> Option<i32> {
 /// Whether `pid` is a live (not zombie) fake-smolvm agent process.
 /// Checking the command line guards against a recycled pid.
 pub fn is_live_agent(pid: i32) -> bool {
-    let stat = match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
-        Err(_) => return false,
-    };
-    // Field 3 (after the parenthesised comm) is the state letter.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    if matches!(state, Some("Z") | Some("X") | None) {
+    if has_exited(pid) {
         return false;
     }
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| c.split(|b| *b == 0).any(|arg| arg == b"__agent"))
         .unwrap_or(false)
+}
+
+/// Whether `pid` has finished exiting (gone, or a zombie). Why not "its
+/// command line no longer says `__agent`": a pid-namespace init that is
+/// being killed loses its memory (and command line) first, then waits in the
+/// kernel until every process of its namespace is dead. Only after that is it
+/// a zombie, and only then is the guest really gone.
+pub fn has_exited(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // Field 3 (after the parenthesised comm) is the state letter.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some("Z") | Some("X") | None)
 }
 
 /// The state `ls`/`status` report, and the agent pid when running.
