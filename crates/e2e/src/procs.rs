@@ -15,13 +15,13 @@ pub fn running_with_arg(needle: &str) -> Vec<i32> {
             cmdline
                 .split(|b| *b == 0)
                 .any(|arg| String::from_utf8_lossy(arg).contains(needle))
-                && !is_zombie(*pid)
+                && !has_exited(*pid)
         })
         .collect()
 }
 
-/// Whether `pid` has exited but is not reaped yet (or is gone).
-fn is_zombie(pid: i32) -> bool {
+/// Whether `pid` has exited: gone, or a zombie not reaped yet.
+pub fn has_exited(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| state_letter(&s) == Some('Z'))
         .unwrap_or(true)

@@ -54,17 +54,10 @@ fn drop_stops_the_machine() {
     let home = machine.home().to_path_buf();
     drop(machine);
     assert!(!home.exists(), "temp home left behind");
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.split(' ').nth(2) != Some("Z"))
-            .unwrap_or(false)
-    };
-    let end = std::time::Instant::now() + DEADLINE;
-    while alive() {
-        assert!(
-            std::time::Instant::now() < end,
-            "agent {pid} outlived its Machine"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    e2e::wait::wait_for(
+        &format!("agent {pid} to end with its Machine"),
+        DEADLINE,
+        || e2e::procs::has_exited(pid),
+        String::new,
+    );
 }

@@ -133,19 +133,12 @@ fn dropping_the_term_kills_the_whole_process_group() {
         .expect("pid");
     drop(term);
     // Gone, or a zombie waiting for init to reap it: either way not running.
-    let gone = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.split(' ').nth(2) == Some("Z"))
-            .unwrap_or(true)
-    };
-    let end = std::time::Instant::now() + DEADLINE;
-    while !gone() {
-        assert!(
-            std::time::Instant::now() < end,
-            "sleep {pid} outlived its Term"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    e2e::wait::wait_for(
+        &format!("sleep {pid} to end with its Term"),
+        DEADLINE,
+        || e2e::procs::has_exited(pid),
+        String::new,
+    );
 }
 
 #[test]

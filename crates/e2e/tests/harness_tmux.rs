@@ -77,18 +77,11 @@ fn servers_are_private_and_killed_on_drop() {
     assert_ne!(list(&a), list(&b));
     let pid: i32 = a.display("#{pane_pid}").parse().unwrap();
     drop(a);
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.split(' ').nth(2) != Some("Z"))
-            .unwrap_or(false)
-    };
-    let end = std::time::Instant::now() + DEADLINE;
-    while alive() {
-        assert!(
-            std::time::Instant::now() < end,
-            "pane process {pid} outlived its Tmux"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    e2e::wait::wait_for(
+        &format!("pane process {pid} to end with its Tmux"),
+        DEADLINE,
+        || e2e::procs::has_exited(pid),
+        String::new,
+    );
     assert_eq!(b.try_exit(), None, "the other server was disturbed");
 }
