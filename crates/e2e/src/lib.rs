@@ -6,24 +6,36 @@
 //! environment built from scratch ([`hermetic`]), and no process left behind
 //! when it is dropped, whether the test passed or panicked.
 //!
+//! A wait that times out also writes `target/e2e-failures/<test file>.<test>/`
+//! (the session as an asciicast, the last screens, the failing screen as
+//! SVG, the log tails and the process tree; see [`failure`]) and prints
+//! its path.
+//!
 //! Snapshots are checked with insta: `insta::assert_snapshot!("name",
 //! term.snapshot())`. insta never accepts a snapshot by itself here: CI runs
 //! with `CI=true INSTA_UPDATE=no` (see `.ci/run`), so a missing or changed
 //! snapshot fails; a developer reviews `.snap.new` files with `cargo insta
 //! review` or by reading them.
 
+pub mod answer;
 pub mod bins;
+pub mod cast;
 pub mod execs;
 mod exit;
-mod failure;
+pub mod failure;
 pub mod guest;
 pub mod hermetic;
 pub mod machine;
 pub mod procs;
+pub mod proctree;
+pub mod screens;
 pub mod shell;
 pub mod snapshot;
+pub mod style;
+pub mod svg;
 pub mod term;
 pub mod tmux;
+mod tmux_stream;
 pub mod wait;
 
 pub use exit::Exit;

@@ -7,10 +7,19 @@
 //! |                    |
 //! ```
 //! One header line (size as COLSxROWS, cursor position from 0, whether the
-//! cursor is shown, which screen buffer is active), then every row padded to
-//! exactly the width and framed by `|` so trailing spaces are visible. Rows
-//! are never trimmed or dropped: a frame one row too short shows up as a
-//! blank row in the diff.
+//! cursor is shown, which screen buffer is active, then `app-keypad` and
+//! `app-cursor` only when the program switched those input modes on, so a
+//! snapshot of a program that leaves them alone reads as before), then every
+//! row padded to exactly the width and framed by `|` so trailing spaces are
+//! visible. Rows are never trimmed or dropped: a frame one row too short
+//! shows up as a blank row in the diff.
+//!
+//! A styled snapshot ([`Grid::styled`]) adds, under the rows, the colours and
+//! attributes as a run list (see [`crate::style`]):
+//! ```text
+//! styles (rows not listed are default):
+//! r0: 0-4 fg=red bold; 5-19 default
+//! ```
 
 /// A screen as text, from an emulator (vt100) or from tmux.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +39,13 @@ pub struct Grid {
     pub cursor_visible: bool,
     /// Whether the alternate screen is active.
     pub alternate: bool,
+    /// Whether the keypad sends application sequences (DECKPAM, `ESC =`).
+    pub app_keypad: bool,
+    /// Whether the cursor keys send application sequences (DECCKM,
+    /// `CSI ? 1 h`).
+    pub app_cursor: bool,
+    /// The colour run list, when the snapshot is styled.
+    pub styles: Option<Vec<String>>,
     /// The rows, top to bottom; each is padded or cut to `cols` when rendered.
     pub lines: Vec<String>,
 }
@@ -65,8 +81,18 @@ impl Grid {
             cursor_col,
             cursor_visible: !screen.hide_cursor(),
             alternate: screen.alternate_screen(),
+            app_keypad: screen.application_keypad(),
+            app_cursor: screen.application_cursor(),
             lines,
+            styles: None,
         }
+    }
+
+    /// The same grid with `screen`'s colours and attributes added under
+    /// the rows (`screen` is the one the grid was read from).
+    pub fn styled(mut self, screen: &vt100::Screen) -> Grid {
+        self.styles = Some(crate::style::run_list(screen));
+        self
     }
 
     /// The rendered snapshot (see the module docs).
@@ -92,6 +118,13 @@ impl Grid {
                 "normal-screen"
             },
         );
+        // Only when on: their default leaves every existing snapshot as is.
+        if self.app_keypad {
+            out.insert_str(out.len() - 1, " app-keypad");
+        }
+        if self.app_cursor {
+            out.insert_str(out.len() - 1, " app-cursor");
+        }
         let width = usize::from(self.cols);
         for r in 0..usize::from(self.rows) {
             let line = self.lines.get(r).map(String::as_str).unwrap_or("");
@@ -101,6 +134,13 @@ impl Grid {
             out.push('|');
             out.push_str(&cells);
             out.push_str("|\n");
+        }
+        if let Some(styles) = &self.styles {
+            out.push_str("styles (rows not listed are default):\n");
+            for line in styles {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
         out
     }
@@ -140,6 +180,38 @@ mod tests {
     }
 
     #[test]
+    fn header_shows_input_modes_only_when_on() {
+        let p = screen(1, 4, b"\x1b=\x1b[?1h");
+        let text = Grid::from_vt100(p.screen()).render();
+        assert!(
+            text.starts_with(
+                "size 4x1 cursor row 0 col 0 visible normal-screen app-keypad app-cursor\n"
+            ),
+            "{text}"
+        );
+        let p = screen(1, 4, b"\x1b=\x1b[?1h\x1b>\x1b[?1l");
+        let text = Grid::from_vt100(p.screen()).render();
+        assert!(
+            text.starts_with("size 4x1 cursor row 0 col 0 visible normal-screen\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_styled_grid_lists_runs_under_the_rows() {
+        let p = screen(2, 6, b"\x1b[32mok\x1b[m");
+        let text = Grid::from_vt100(p.screen()).styled(p.screen()).render();
+        assert_eq!(
+            text,
+            "size 6x2 cursor row 0 col 2 visible normal-screen\n\
+             |ok    |\n\
+             |      |\n\
+             styles (rows not listed are default):\n\
+             r0: 0-1 fg=green; 2-5 default\n"
+        );
+    }
+
+    #[test]
     fn long_lines_are_cut_and_a_differing_pty_size_is_shown() {
         let grid = Grid {
             cols: 3,
@@ -149,7 +221,10 @@ mod tests {
             cursor_col: 0,
             cursor_visible: true,
             alternate: false,
+            app_keypad: false,
+            app_cursor: false,
             lines: vec!["abcdef".into()],
+            styles: None,
         };
         assert_eq!(
             grid.render(),

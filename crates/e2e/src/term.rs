@@ -5,6 +5,12 @@
 //! which races the program's first frame — the very thing these tests check.
 //! Here the PTY is opened and sized before the child exists, so the program's
 //! first `TIOCGWINSZ` sees the chosen size (0x0 included).
+//!
+//! The terminal answers the queries real programs send and may block on
+//! (cursor position, device attributes, window size: see [`crate::answer`]),
+//! records the session as an asciicast (see [`crate::cast`]) and keeps the
+//! last settled screens, so a failed wait leaves a failure folder (see
+//! [`crate::failure`]).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -24,8 +30,11 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::answer::Answerer;
+use crate::cast::Recorder;
 use crate::exit::Exit;
-use crate::failure::{self, Context, Report};
+use crate::failure::{self, Context, Evidence, Report};
+use crate::screens::Screens;
 use crate::snapshot::Grid;
 use crate::wait::{poll_until, POLL};
 
@@ -44,10 +53,37 @@ const RAW_KEEP: usize = 1 << 20;
 
 /// What the reader thread shares with the test.
 struct Shared {
-    parser: vt100::Parser,
+    parser: vt100::Parser<Answerer>,
     raw: Vec<u8>,
     last_byte: Option<Instant>,
     eof: bool,
+    /// The PTY's size, which the header shows when it differs from the
+    /// emulated one.
+    pty_size: (u16, u16),
+    cast: Recorder,
+    screens: Screens,
+    /// Whether output or a resize came since the last screen kept in
+    /// `screens`.
+    unsettled: bool,
+}
+
+impl Shared {
+    fn grid(&self) -> Grid {
+        let mut grid = Grid::from_vt100(self.parser.screen());
+        grid.pty_size = Some(self.pty_size);
+        grid
+    }
+
+    /// Keeps the screen in the history if it has been quiet for
+    /// [`SETTLE_QUIET`] since the last change.
+    fn keep_if_settled(&mut self) {
+        let quiet = self.last_byte.is_none_or(|t| t.elapsed() >= SETTLE_QUIET);
+        if self.unsettled && quiet {
+            self.unsettled = false;
+            let (at, screen) = (self.cast.elapsed(), self.grid().render());
+            self.screens.push(at, screen);
+        }
+    }
 }
 
 /// A program running on a PTY of a chosen size, its output fed continuously
@@ -58,7 +94,6 @@ pub struct Term {
     master: File,
     child: Child,
     exit: Option<Exit>,
-    pty_size: (u16, u16),
     shared: Arc<(Mutex<Shared>, Condvar)>,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
@@ -116,6 +151,12 @@ impl Term {
     /// [`crate::hermetic::command`]. Panics if the PTY or the spawn fails.
     pub fn spawn(cols: u16, rows: u16, mut cmd: Command) -> Term {
         let program = format!("{cmd:?}");
+        // The recording's header shows the TERM the program got.
+        let term_env = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "TERM")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+            .unwrap_or_default();
         let (master, slave) =
             open_pty(cols, rows).unwrap_or_else(|e| panic!("e2e: cannot open a PTY: {e}"));
         let stdio = || Stdio::from(slave.try_clone().expect("e2e: dup PTY slave"));
@@ -143,14 +184,20 @@ impl Term {
         let (ecols, erows) = emulated(cols, rows);
         let shared = Arc::new((
             Mutex::new(Shared {
-                parser: vt100::Parser::new(
+                parser: vt100::Parser::new_with_callbacks(
                     erows.try_into().expect("non-zero"),
                     ecols.try_into().expect("non-zero"),
                     0,
+                    Answerer::default(),
                 ),
                 raw: Vec::new(),
                 last_byte: None,
                 eof: false,
+                pty_size: (cols, rows),
+                // At the emulated size: a player cannot show a 0x0 screen.
+                cast: Recorder::new(ecols, erows, &[("TERM", &term_env), ("SHELL", "/bin/sh")]),
+                screens: Screens::default(),
+                unsettled: true,
             }),
             Condvar::new(),
         ));
@@ -165,7 +212,6 @@ impl Term {
             master,
             child,
             exit: None,
-            pty_size: (cols, rows),
             shared,
             stop,
             reader: Some(reader),
@@ -212,9 +258,19 @@ impl Term {
 
     /// The current screen in snapshot format, without waiting.
     pub fn render(&self) -> String {
-        let mut grid = self.with_screen(Grid::from_vt100);
-        grid.pty_size = Some(self.pty_size);
-        grid.render()
+        self.lock().grid().render()
+    }
+
+    /// The current screen in snapshot format with its colours and
+    /// attributes (see [`Grid::styled`]), without waiting.
+    pub fn render_styled(&self) -> String {
+        let shared = self.lock();
+        shared.grid().styled(shared.parser.screen()).render()
+    }
+
+    /// The session so far as an asciicast v2 recording.
+    pub fn cast(&self) -> String {
+        self.lock().cast.text().to_string()
     }
 
     /// Waits until `pred` holds for the screen. On timeout panics with
@@ -262,21 +318,37 @@ impl Term {
         }
     }
 
-    /// Panics with the failure report.
+    /// Panics with the failure report, after writing the failure folder.
     fn fail(&mut self, description: &str, deadline: Duration) -> ! {
         let program = self.status();
-        let screen = self.render();
-        let raw = self.raw();
+        let pid = self.pid();
+        let shared = self.lock();
+        let screen = shared.grid().render();
+        let raw = &shared.raw;
         let tail = &raw[raw.len().saturating_sub(failure::RAW_TAIL)..];
         let report = Report {
             what: description,
             deadline,
             program,
-            screen,
+            screen: screen.clone(),
             raw_tail: Some(tail),
             context: &self.context,
+        }
+        .render();
+        let evidence = Evidence {
+            cast: shared.cast.text().to_string(),
+            screens: shared.screens.render((shared.cast.elapsed(), &screen)),
+            svg: crate::svg::render(
+                shared.parser.screen(),
+                &format!("waiting for: {description}"),
+            ),
+            processes: crate::proctree::render(pid as i32),
         };
-        panic!("{}", report.render());
+        drop(shared);
+        panic!(
+            "{}",
+            failure::report_with_folder(&report, &evidence, &self.context)
+        );
     }
 
     /// Waits until no byte has arrived for `quiet` (or the program's output
@@ -313,6 +385,14 @@ impl Term {
         self.render()
     }
 
+    /// Like [`Term::snapshot`], with the colours and attributes of every
+    /// cell as a run list under the rows (see [`crate::style`]): for a test
+    /// that must see colour, e.g. a status line drawn in inverse video.
+    pub fn snapshot_styled(&mut self) -> String {
+        self.settle(SETTLE_QUIET, SETTLE_DEADLINE);
+        self.render_styled()
+    }
+
     /// Resizes the PTY and the emulator together; the kernel then sends
     /// SIGWINCH to the program's foreground process group.
     pub fn resize(&mut self, cols: u16, rows: u16) {
@@ -326,12 +406,14 @@ impl Term {
         );
         set_winsize(&self.master, cols, rows)
             .unwrap_or_else(|e| panic!("e2e: TIOCSWINSZ {cols}x{rows}: {e}"));
-        drop(shared);
-        self.pty_size = (cols, rows);
+        shared.pty_size = (cols, rows);
+        shared.cast.resize(ecols, erows);
+        shared.unsettled = true;
     }
 
     /// Types `keys` (raw bytes: `"q"`, `"\r"`, `"\x03"` for Ctrl-C).
     pub fn send_keys(&mut self, keys: impl AsRef<[u8]>) {
+        self.lock().cast.input(keys.as_ref());
         self.master
             .write_all(keys.as_ref())
             .and_then(|()| self.master.flush())
@@ -372,14 +454,21 @@ impl Term {
 }
 
 /// Drains the master into the emulator until EOF/EIO (every slave closed) or
-/// `stop`. Polls with a timeout so that drop can stop it even while a
-/// stray process still holds the slave open.
+/// `stop`, answering the program's queries and recording the session. Polls
+/// with a timeout so that drop can stop it even while a stray process still
+/// holds the slave open, and so that a screen that has gone quiet is kept
+/// in the history.
 fn read_loop(mut master: File, shared: &(Mutex<Shared>, Condvar), stop: &AtomicBool) {
     let mut buf = [0u8; 8192];
     while !stop.load(Ordering::Relaxed) {
         let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(50u8)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(0) => {
+                let mut s = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+                s.keep_if_settled();
+                continue;
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => {}
             Err(_) => break,
         }
@@ -392,13 +481,25 @@ fn read_loop(mut master: File, shared: &(Mutex<Shared>, Condvar), stop: &AtomicB
         let (lock, cvar) = shared;
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
         s.parser.process(&buf[..n]);
+        let replies = s.parser.callbacks_mut().take();
+        s.cast.output(&buf[..n]);
+        if !replies.is_empty() {
+            s.cast.input(&replies);
+        }
         s.raw.extend_from_slice(&buf[..n]);
         if s.raw.len() > RAW_KEEP {
             let cut = s.raw.len() - RAW_KEEP;
             s.raw.drain(..cut);
         }
         s.last_byte = Some(Instant::now());
+        s.unsettled = true;
         cvar.notify_all();
+        drop(s);
+        // Outside the lock: the answer is already computed from the screen
+        // at the query, and a program slow to read must not stall the test.
+        if !replies.is_empty() {
+            let _ = master.write_all(&replies);
+        }
     }
     let (lock, cvar) = shared;
     lock.lock().unwrap_or_else(|e| e.into_inner()).eof = true;

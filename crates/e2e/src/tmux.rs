@@ -7,6 +7,12 @@
 //!
 //! The command inside the pane does get `TMUX` and `TMUX_PANE` from tmux:
 //! that is the point (the fake's shared-stdin fault fires only under tmux).
+//!
+//! Every byte the pane's program writes is recorded (see
+//! [`crate::tmux_stream`]): the pane's command waits, on a `tmux wait-for`
+//! channel, until `pipe-pane` is in place, so the recording starts at its
+//! very first byte. A failed wait writes a failure folder like
+//! [`crate::Term`]'s; its colours come from tmux itself (`capture-pane -e`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,10 +21,12 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::cast::Recorder;
 use crate::exit::Exit;
-use crate::failure::{Context, Report};
+use crate::failure::{self, Context, Evidence, Report};
 use crate::hermetic;
 use crate::snapshot::Grid;
+use crate::tmux_stream::PaneStream;
 use crate::wait::poll_until;
 
 /// The `TERM` programs inside the pane see.
@@ -45,11 +53,125 @@ const SESSION: &str = "main";
 /// How long a capture must stay unchanged to count as settled.
 const SETTLE_QUIET: Duration = Duration::from_millis(150);
 
-/// A tmux server with one session running one command.
-pub struct Tmux {
-    dir: TempDir,
+/// The `tmux wait-for` channel the pane's command waits on until its
+/// output is being recorded.
+const GO: &str = "e2e-recording";
+
+/// The pane's state flags that the snapshot header shows.
+const STATE_FORMAT: &str = "#{pane_width} #{pane_height} #{cursor_x} #{cursor_y} #{cursor_flag} \
+                            #{alternate_on} #{keypad_flag} #{keypad_cursor_flag}";
+
+/// How to reach one private server: cheap to clone, so the recording thread
+/// can capture the pane too.
+#[derive(Debug, Clone)]
+struct Server {
+    dir: PathBuf,
     socket: String,
     env: Vec<(String, String)>,
+}
+
+impl Server {
+    fn command(&self) -> Command {
+        let mut cmd = hermetic::command("tmux");
+        cmd.env("TMUX_TMPDIR", &self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg(self.dir.join("tmux.conf"));
+        cmd
+    }
+
+    /// Runs a tmux command; its stdout, or why it failed.
+    fn try_run(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run tmux (is it installed?): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`tmux {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The pane's state numbers ([`STATE_FORMAT`]).
+    fn state(&self) -> Result<Vec<u16>, String> {
+        let text = self.try_run(&["display-message", "-p", "-t", SESSION, STATE_FORMAT])?;
+        Ok(text
+            .split_whitespace()
+            .map(|n| n.parse().unwrap_or(0))
+            .collect())
+    }
+
+    /// The pane as a grid (visible screen, cursor, screen and input modes).
+    fn grid(&self) -> Result<Grid, String> {
+        let n = self.state()?;
+        let text = self.try_run(&["capture-pane", "-p", "-N", "-t", SESSION])?;
+        let flag = |i: usize| n.get(i) == Some(&1);
+        Ok(Grid {
+            cols: n[0],
+            rows: n[1],
+            pty_size: None,
+            cursor_col: n[2],
+            cursor_row: n[3],
+            cursor_visible: flag(4),
+            alternate: flag(5),
+            app_keypad: flag(6),
+            app_cursor: flag(7),
+            lines: text.lines().map(str::to_string).collect(),
+            styles: None,
+        })
+    }
+
+    /// The pane rebuilt in a vt100 emulator from tmux's own view of it
+    /// (`capture-pane -e`: the cells with their colours and attributes),
+    /// with tmux's cursor and modes: the source of styled snapshots and
+    /// of the failure folder's SVG.
+    fn screen(&self) -> Result<vt100::Parser, String> {
+        let n = self.state()?;
+        let text = self.try_run(&["capture-pane", "-p", "-e", "-N", "-t", SESSION])?;
+        let (cols, rows) = (n[0].max(1), n[1].max(1));
+        let mut parser = vt100::Parser::new(
+            rows.try_into().expect("non-zero"),
+            cols.try_into().expect("non-zero"),
+            0,
+        );
+        if n.get(5) == Some(&1) {
+            parser.process(b"\x1b[?1047h");
+        }
+        for (i, line) in text.lines().take(usize::from(rows)).enumerate() {
+            // Each row from its first column, attributes reset: a row is
+            // never continued from the one before.
+            parser.process(format!("\x1b[{};1H\x1b[m", i + 1).as_bytes());
+            parser.process(line.as_bytes());
+        }
+        parser.process(format!("\x1b[m\x1b[{};{}H", n[3] + 1, n[2] + 1).as_bytes());
+        if n.get(4) != Some(&1) {
+            parser.process(b"\x1b[?25l");
+        }
+        if n.get(6) == Some(&1) {
+            parser.process(b"\x1b=");
+        }
+        if n.get(7) == Some(&1) {
+            parser.process(b"\x1b[?1h");
+        }
+        Ok(parser)
+    }
+}
+
+/// A tmux server with one session running one command.
+pub struct Tmux {
+    // Declared first, so it is dropped (its thread joined) before the
+    // folder holding its FIFO goes.
+    stream: Option<PaneStream>,
+    dir: TempDir,
+    server: Server,
     command: String,
     context: Context,
 }
@@ -70,13 +192,28 @@ impl Tmux {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         std::fs::write(dir.path().join("tmux.conf"), CONFIG).expect("e2e: write tmux.conf");
-        let tmux = Tmux {
-            dir,
+        let server = Server {
+            dir: dir.path().to_path_buf(),
             socket,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+        };
+        let stream = {
+            let server = server.clone();
+            PaneStream::open(
+                &dir.path().join("pane.fifo"),
+                Recorder::new(cols, rows, &[("TERM", INNER_TERM), ("SHELL", "/bin/sh")]),
+                SETTLE_QUIET,
+                move || server.grid().ok().map(|g| g.render()),
+            )
+            .unwrap_or_else(|e| panic!("e2e: cannot open the pane's recording FIFO: {e}"))
+        };
+        let mut tmux = Tmux {
+            stream: Some(stream),
+            dir,
+            server,
             command: shell_command.to_string(),
             context: Context::default(),
         };
@@ -87,7 +224,7 @@ impl Tmux {
         let script = tmux.dir.path().join("pane.sh");
         std::fs::write(&script, format!("{shell_command}\n")).expect("e2e: write pane.sh");
         let wrapper = format!(
-            "sh '{}'; echo $? > '{}'",
+            "tmux wait-for {GO}; sh '{}'; echo $? > '{}'",
             script.display(),
             tmux.exit_file().display()
         );
@@ -103,6 +240,22 @@ impl Tmux {
             &r,
             &wrapper,
         ]);
+        // `exec`: the writer is `cat` itself, which ends when tmux closes the
+        // pipe (the pane or the server goes).
+        let pipe = format!(
+            "exec cat > '{}'",
+            tmux.dir.path().join("pane.fifo").display()
+        );
+        if let Err(e) = tmux
+            .server
+            .try_run(&["pipe-pane", "-O", "-t", SESSION, &pipe])
+        {
+            // Unrecorded rather than not at all: the test can still run.
+            tmux.stream = None;
+            eprintln!("e2e: the pane will not be recorded: {e}");
+        }
+        // A signal before the pane waits is kept by tmux: no race.
+        tmux.run(&["wait-for", "-S", GO]);
         tmux
     }
 
@@ -131,18 +284,7 @@ impl Tmux {
 
     /// A `tmux` command aimed at this server, with the hermetic environment.
     pub fn command(&self) -> Command {
-        let mut cmd = hermetic::command("tmux");
-        cmd.env("TMUX_TMPDIR", self.dir.path())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("-f")
-            .arg(self.config_path());
-        cmd
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("tmux.conf")
+        self.server.command()
     }
 
     fn output(&self, args: &[&str]) -> Output {
@@ -185,6 +327,11 @@ impl Tmux {
     /// and checks that the pane really has that size.
     pub fn resize(&self, cols: u16, rows: u16) {
         let (c, r) = (cols.to_string(), rows.to_string());
+        if let Some(stream) = &self.stream {
+            let mut s = stream.lock();
+            s.cast.resize(cols, rows);
+            s.changed();
+        }
         self.run(&["resize-window", "-t", SESSION, "-x", &c, "-y", &r]);
         let size = self.size();
         assert_eq!(
@@ -194,35 +341,52 @@ impl Tmux {
         );
     }
 
+    /// Records keys sent, as an `i` event.
+    fn record_input(&self, bytes: &[u8]) {
+        if let Some(stream) = &self.stream {
+            stream.lock().cast.input(bytes);
+        }
+    }
+
     /// Types `keys` literally (no tmux key names).
     pub fn send_keys(&self, keys: &str) {
+        self.record_input(keys.as_bytes());
         self.run(&["send-keys", "-t", SESSION, "-l", keys]);
     }
 
     /// Sends tmux key names (`Enter`, `C-c`, …).
     pub fn send_key_names(&self, names: &[&str]) {
+        for name in names {
+            self.record_input(&key_bytes(name));
+        }
         let mut args = vec!["send-keys", "-t", SESSION];
         args.extend_from_slice(names);
         self.run(&args);
     }
 
-    /// The pane as a grid (visible screen, cursor, alternate screen).
+    /// The pane as a grid (visible screen, cursor, screen and input modes).
     pub fn grid(&self) -> Grid {
-        let info = self.display(
-            "#{pane_width} #{pane_height} #{cursor_x} #{cursor_y} #{cursor_flag} #{alternate_on}",
-        );
-        let n: Vec<u16> = info.split(' ').map(|n| n.parse().unwrap_or(0)).collect();
-        let text = self.run(&["capture-pane", "-p", "-N", "-t", SESSION]);
-        Grid {
-            cols: n[0],
-            rows: n[1],
-            pty_size: None,
-            cursor_col: n[2],
-            cursor_row: n[3],
-            cursor_visible: n[4] == 1,
-            alternate: n[5] == 1,
-            lines: text.lines().map(str::to_string).collect(),
-        }
+        self.server
+            .grid()
+            .unwrap_or_else(|e| panic!("e2e: reading the pane: {e}"))
+    }
+
+    /// The pane with its colours and attributes (see [`Grid::styled`]).
+    pub fn grid_styled(&self) -> Grid {
+        let screen = self
+            .server
+            .screen()
+            .unwrap_or_else(|e| panic!("e2e: reading the pane: {e}"));
+        self.grid().styled(screen.screen())
+    }
+
+    /// The session so far as an asciicast v2 recording (empty if the pane
+    /// could not be recorded).
+    pub fn cast(&self) -> String {
+        self.stream
+            .as_ref()
+            .map(|s| s.lock().cast.text().to_string())
+            .unwrap_or_default()
     }
 
     /// The pane's text, rows joined by newlines.
@@ -233,6 +397,20 @@ impl Tmux {
     /// The pane in snapshot format, once two captures [`SETTLE_QUIET`]
     /// apart are the same (tmux shows no byte stream to watch); at most 5 s.
     pub fn snapshot(&self) -> String {
+        self.settle();
+        self.grid().render()
+    }
+
+    /// Like [`Tmux::snapshot`], with the colours and attributes of every
+    /// cell as a run list under the rows (see [`crate::style`]).
+    pub fn snapshot_styled(&self) -> String {
+        self.settle();
+        self.grid_styled().render()
+    }
+
+    /// Waits until two captures [`SETTLE_QUIET`] apart are the same; at
+    /// most 5 s.
+    fn settle(&self) {
         let deadline = Duration::from_secs(5);
         let end = Instant::now() + deadline;
         let mut last = self.grid().render();
@@ -240,7 +418,7 @@ impl Tmux {
             std::thread::sleep(SETTLE_QUIET);
             let now = self.grid().render();
             if now == last {
-                return now;
+                return;
             }
             if Instant::now() >= end {
                 self.fail("the pane to stay unchanged", deadline);
@@ -301,11 +479,12 @@ impl Tmux {
     }
 
     fn fail(&self, description: &str, deadline: Duration) -> ! {
+        let pane_pid = self.display("#{pane_pid}");
         let status = match self.try_exit() {
             Some(exit) => exit.to_string(),
             None => {
                 // What the kernel says, in case tmux missed the exit.
-                let pid = self.display("#{pane_pid}");
+                let pid = &pane_pid;
                 let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .ok()
                     .and_then(|s| s.split(' ').nth(2).map(str::to_string))
@@ -313,15 +492,62 @@ impl Tmux {
                 format!("running; pane pid {pid} state {state}")
             }
         };
+        let screen = self.grid().render();
         let report = Report {
             what: description,
             deadline,
             program: format!("tmux pane: {} ({status})", self.command),
-            screen: self.grid().render(),
+            screen: screen.clone(),
             raw_tail: None,
             context: &self.context,
+        }
+        .render();
+        let title = format!("waiting for: {description}");
+        let svg = match self.server.screen() {
+            Ok(parser) => crate::svg::render(parser.screen(), &title),
+            Err(e) => format!("<svg xmlns=\"http://www.w3.org/2000/svg\"><!-- {e} --></svg>\n"),
         };
-        panic!("{}", report.render());
+        let (cast, screens) = match &self.stream {
+            Some(stream) => {
+                let s = stream.lock();
+                let screens = s.screens.render((s.cast.elapsed(), &screen));
+                (s.cast.text().to_string(), screens)
+            }
+            None => (String::new(), screen.clone()),
+        };
+        let evidence = Evidence {
+            cast,
+            screens,
+            svg,
+            processes: pane_pid.parse().map_or_else(
+                |_| format!("no pane pid: {pane_pid:?}\n"),
+                crate::proctree::render,
+            ),
+        };
+        panic!(
+            "{}",
+            failure::report_with_folder(&report, &evidence, &self.context)
+        );
+    }
+}
+
+/// The bytes a tmux key name sends, for the recording: the common names and
+/// `C-x`; any other name is recorded as `<name>`.
+fn key_bytes(name: &str) -> Vec<u8> {
+    match name {
+        "Enter" => b"\r".to_vec(),
+        "Escape" => b"\x1b".to_vec(),
+        "Tab" => b"\t".to_vec(),
+        "BSpace" => b"\x7f".to_vec(),
+        "Space" => b" ".to_vec(),
+        "Up" => b"\x1b[A".to_vec(),
+        "Down" => b"\x1b[B".to_vec(),
+        "Right" => b"\x1b[C".to_vec(),
+        "Left" => b"\x1b[D".to_vec(),
+        _ => match name.strip_prefix("C-").map(str::as_bytes) {
+            Some(&[c]) if c.is_ascii_alphabetic() => vec![c.to_ascii_lowercase() - b'a' + 1],
+            _ => format!("<{name}>").into_bytes(),
+        },
     }
 }
 
