@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-/// How sizes are pushed into the guest once the main exec is ready.
+/// How sizes are pushed into the guest once the main exec is ready: the
+/// one name for this choice, used from the command line to the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// One long-lived `machine exec -i` reads sizes from a pipe: a resize
@@ -14,19 +15,35 @@ pub enum Mode {
     Exec,
 }
 
+impl Mode {
+    /// The log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Channel => "channel",
+            Self::Exec => "exec",
+        }
+    }
+}
+
 /// The default mode. A one-line change once the benchmark has spoken.
 pub const DEFAULT_MODE: Mode = Mode::Channel;
+
+/// The smallest accepted `--settle-ms`: crun's set-up after `started` takes
+/// tens to hundreds of ms in a microVM; below half a second the margin no
+/// longer covers a slow one.
+pub const MIN_SETTLE_MS: u64 = 500;
 
 const AFTER_HELP: &str = "\
 Exit codes:
   N        the wrapped command's exit code
   128+N    the wrapped command was killed by signal N
   1        internal error before the command started (e.g. --log cannot be opened)
-  2        usage error (missing machine, missing `--`, empty command, empty machine name)
+  2        usage error (missing machine, missing `--`, empty command, empty machine
+           name, a machine that differs from the command's --name, unsafe timings)
   127      the program cannot be run (not found, not executable)
 
 Environment:
-  PTY_RESIZE_LOG=FILE     same as --log FILE
+  PTY_RESIZE_LOG=FILE     same as --log FILE (empty: no log)
   PTY_RESIZE_NO_CACHE=1   do not cache `smolvm --version` answers
   XDG_CACHE_HOME          where the version cache lives (pty-resize/versions)
 
@@ -61,9 +78,15 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = DEFAULT_MODE)]
     pub mode: Mode,
 
-    /// Fallback delay (ms) after which the main exec is assumed past its
-    /// bring-up; used only when the terminal was already raw at start, so
-    /// smolvm's switch to raw mode cannot be observed.
+    /// Safety margin (ms) after smolvm switched the terminal to raw mode
+    /// before the session counts as ready: raw mode means `started`, not
+    /// "container running" (at least 500).
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub settle_ms: u64,
+
+    /// Delay (ms) from launch after which the session counts as ready, used
+    /// only when the terminal was already raw at start, so smolvm's switch
+    /// cannot be observed; at least --settle-ms.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub fallback_ms: u64,
 
@@ -81,14 +104,48 @@ pub struct Cli {
     #[arg(long)]
     pub force_bridge: bool,
 
-    /// Append a logfmt line per decision to FILE.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "PTY_RESIZE_LOG",
-        hide_env_values = true
-    )]
+    /// Append a logfmt line per decision to FILE [env: PTY_RESIZE_LOG, empty = none].
+    #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The checks clap cannot express: timings that would let a side channel
+    /// start inside a bring-up, and a MACHINE that is not the one the command
+    /// runs in (pushes would resize the wrong machine, or none).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.machine.is_empty() {
+            return Err("the machine name is empty".into());
+        }
+        if self.settle_ms < MIN_SETTLE_MS {
+            return Err(format!(
+                "--settle-ms {} is below the minimum {MIN_SETTLE_MS}: a side channel could start before the session's container runs",
+                self.settle_ms
+            ));
+        }
+        if self.fallback_ms < self.settle_ms {
+            return Err(format!(
+                "--fallback-ms {} is below --settle-ms {}: with the terminal already raw at start, a side channel could start inside the bring-up",
+                self.fallback_ms, self.settle_ms
+            ));
+        }
+        if let Some(exec) = crate::smolvm_argv::parse(&self.argv) {
+            // smolvm's own default when --name is absent.
+            let name = exec.name.as_deref().unwrap_or("default");
+            if name != self.machine {
+                let given = if exec.name.is_some() {
+                    format!("--name '{name}'")
+                } else {
+                    "no --name (smolvm uses 'default')".to_string()
+                };
+                return Err(format!(
+                    "the machine '{}' differs from the command's {given}",
+                    self.machine
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Folds clap's rendered error into the one line the wrapper prints: the
@@ -98,19 +155,17 @@ pub fn one_line_error(rendered: &str) -> String {
     let mut lines = rendered.lines();
     let first = lines.next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first).trim_end();
-    match first.strip_suffix(':') {
-        Some(head) => {
-            let items: Vec<&str> = lines
-                .take_while(|l| l.starts_with(' ') && !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            if items.is_empty() {
-                head.to_string()
-            } else {
-                format!("{head}: {}", items.join(", "))
-            }
-        }
-        None => first.to_string(),
+    // The hints clap prints under the first line (`[possible values: …]`,
+    // `tip: …`) are what tells the user how to fix it: keep them.
+    let extra: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match (first.strip_suffix(':'), extra.is_empty()) {
+        (_, true) => first.strip_suffix(':').unwrap_or(first).to_string(),
+        (Some(head), false) => format!("{head}: {}", extra.join(", ")),
+        (None, false) => format!("{first}; {}", extra.join("; ")),
     }
 }
 
@@ -134,12 +189,16 @@ mod tests {
             "--mode",
             "exec",
             "--fallback-ms",
-            "500",
+            "700",
+            "--settle-ms",
+            "600",
             "bottle",
             "--",
             "smolvm",
             "machine",
             "exec",
+            "--name",
+            "bottle",
             "-t",
             "--",
             "top",
@@ -147,8 +206,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.machine, "bottle");
         assert_eq!(c.mode, Mode::Exec);
-        assert_eq!(c.fallback_ms, 500);
-        assert_eq!(c.argv, ["smolvm", "machine", "exec", "-t", "--", "top"]);
+        assert_eq!(c.fallback_ms, 700);
+        assert_eq!(c.settle_ms, 600);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.argv,
+            ["smolvm", "machine", "exec", "--name", "bottle", "-t", "--", "top"]
+        );
     }
 
     #[test]
@@ -156,6 +220,7 @@ mod tests {
         let c = parse(&["m", "--", "smolvm"]).unwrap();
         assert_eq!(c.mode, DEFAULT_MODE);
         assert_eq!(c.fallback_ms, 2000);
+        assert_eq!(c.settle_ms, 2000);
         assert_eq!(c.push_timeout_ms, 10_000);
         assert!(!c.no_prologue && !c.force_bridge);
     }
@@ -181,6 +246,63 @@ mod tests {
         assert_eq!(
             one_line_error(rendered),
             "the following required arguments were not provided: <MACHINE>, <SMOLVM ARGV>..."
+        );
+    }
+
+    fn invalid(args: &[&str]) -> String {
+        parse(args).unwrap().validate().unwrap_err()
+    }
+
+    #[test]
+    fn unsafe_timings_are_rejected() {
+        let exec = ["--", "smolvm", "machine", "exec", "--name", "m", "-t"];
+        let with = |opts: &[&'static str]| -> Vec<&str> {
+            opts.iter().copied().chain(["m"]).chain(exec).collect()
+        };
+        assert_eq!(
+            invalid(&with(&["--fallback-ms", "0"])),
+            "--fallback-ms 0 is below --settle-ms 2000: with the terminal already raw at start, a side channel could start inside the bring-up"
+        );
+        assert!(
+            invalid(&with(&["--settle-ms", "499", "--fallback-ms", "600"]))
+                .starts_with("--settle-ms 499 is below the minimum 500")
+        );
+        assert!(
+            invalid(&with(&["--settle-ms", "900", "--fallback-ms", "899"]))
+                .starts_with("--fallback-ms 899 is below --settle-ms 900")
+        );
+        // The boundaries themselves are accepted.
+        let ok = parse(&with(&["--settle-ms", "500", "--fallback-ms", "500"])).unwrap();
+        assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_machine_other_than_the_commands_name_is_rejected() {
+        assert_eq!(
+            invalid(&["a", "--", "smolvm", "machine", "exec", "--name", "b", "-t"]),
+            "the machine 'a' differs from the command's --name 'b'"
+        );
+        assert_eq!(
+            invalid(&["a", "--", "smolvm", "machine", "exec", "-t", "--", "sh"]),
+            "the machine 'a' differs from the command's no --name (smolvm uses 'default')"
+        );
+        let ok = parse(&["default", "--", "smolvm", "vm", "exec", "-t"]).unwrap();
+        assert_eq!(ok.validate(), Ok(()));
+        // Not an exec: nothing to compare (the command runs as is).
+        let ok = parse(&["a", "--", "smolvm", "machine", "ls"]).unwrap();
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(invalid(&["", "--", "true"]), "the machine name is empty");
+    }
+
+    #[test]
+    fn clap_hints_stay_in_the_line() {
+        let e = parse(&["--mode", "fast", "m", "--", "x"]).unwrap_err();
+        let line = one_line_error(&e.render().to_string());
+        assert!(line.contains("[possible values: channel, exec]"), "{line}");
+        let rendered = "error: unexpected argument '-x' found\n\n  tip: to pass '-x' as a value, use '-- -x'\n\nUsage: pty-resize\n";
+        assert_eq!(
+            one_line_error(rendered),
+            "unexpected argument '-x' found; tip: to pass '-x' as a value, use '-- -x'"
         );
     }
 

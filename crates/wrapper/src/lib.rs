@@ -2,16 +2,36 @@
 //!
 //! `pty-resize [OPTIONS] <MACHINE> -- <SMOLVM ARGV…>` runs the smolvm command
 //! as a child on the same terminal and bridges the window size into the
-//! guest. The decisions are a pure state machine ([`state`]); the modules
-//! around it each do one job. See the crate README for the design.
+//! guest. One job per module:
+//!
+//! - entry: [`entry`] (parse, passthrough-or-bridge, run), [`error`] (errors
+//!   and their exit codes), [`cli`] (the command line and its checks);
+//! - a session: [`session`] (the routing loop), [`launch`] (set-up: signals,
+//!   the main lock, the prologue, the child), [`event`] (what the loop reacts to);
+//! - decisions: [`state`] (the pure state machine), [`readiness`] (watching
+//!   the terminal switch);
+//! - side channels: [`pusher`] (the one owner of the transport), [`side`]
+//!   (the processes), [`handoff`] (bring-ups left to finish), [`lock`] (one
+//!   bring-up per machine);
+//! - pure helpers: [`script`], [`smolvm_argv`], [`size`], [`version`];
+//! - the terminal hand-back: [`terminal`]; the decision log: [`log`], [`log_event`].
 
-pub mod channel;
 pub mod cli;
+pub mod entry;
+pub mod error;
+pub mod event;
+pub mod handoff;
+pub mod launch;
+pub mod lock;
 pub mod log;
+pub mod log_event;
+pub mod pusher;
 pub mod readiness;
-pub mod run;
 pub mod script;
+pub mod session;
+pub mod side;
 pub mod size;
 pub mod smolvm_argv;
 pub mod state;
+pub mod terminal;
 pub mod version;

@@ -1,16 +1,21 @@
-//! The decision log: one logfmt line per decision, never on the terminal.
+//! The decision log: typed events written as logfmt, and a reader for tests.
 //!
-//! `t_ms=12.345 event=push size=100x30 mode=channel` — `t_ms` is milliseconds
-//! since the wrapper started. Enabled by `--log FILE` or `PTY_RESIZE_LOG=FILE`;
-//! otherwise every call is a no-op.
+//! `t_ms=12.345 event=push id=1 size=100x30 transport=channel` — `t_ms` is
+//! milliseconds since the wrapper started. Enabled by `--log FILE` or a
+//! non-empty `PTY_RESIZE_LOG`; otherwise every call is a no-op. The events and
+//! their fields are [`LogEvent`]; [`read`] parses a log back into [`Record`]s.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub use crate::log_event::LogEvent;
+
 /// Formats one logfmt line (with its newline). Values containing spaces,
-/// quotes, `=` or control characters are quoted with Rust-style escapes.
+/// quotes, `=`, backslashes or control characters are quoted with Rust-style
+/// escapes (which [`parse_line`] undoes).
 pub fn format_line(t: Duration, event: &str, fields: &[(&str, String)]) -> String {
     let mut line = format!("t_ms={:.3} event={}", t.as_secs_f64() * 1000.0, event);
     for (k, v) in fields {
@@ -35,6 +40,34 @@ fn quote(v: &str) -> String {
     }
 }
 
+/// Why `--log` cannot be used; the wrapper exits 1 with this, before the
+/// command starts (a log that silently records nothing would mislead).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `open(2)` failed (missing directory, a directory, permissions…).
+    #[error("cannot open log '{path}': {source}")]
+    Open {
+        /// The path given.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A FIFO nobody reads: opening it for writing would block forever.
+    #[error("cannot open log '{0}': a FIFO with no reader")]
+    FifoWithoutReader(String),
+    /// A socket, block device or other file that is not a log.
+    #[error("cannot open log '{0}': not a regular file, FIFO or character device")]
+    WrongType(String),
+    /// The first line could not be written (`/dev/full`, a full disk).
+    #[error("cannot write log '{path}': {source}")]
+    Write {
+        /// The path given.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
 /// The decision log sink.
 #[derive(Debug)]
 pub struct Log {
@@ -48,13 +81,52 @@ impl Log {
         Self { file: None, start }
     }
 
-    /// A log appending to `path` (created if missing).
-    pub fn open(path: &Path, start: Instant) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self {
+    /// A log appending to `path` (created if missing), checked by writing its
+    /// first line ([`LogEvent::Open`]).
+    ///
+    /// Never blocks: the file is opened `O_NONBLOCK`, so a FIFO without a
+    /// reader fails at once (`ENXIO`) instead of hanging, and a FIFO whose
+    /// reader stalls drops lines rather than stalling the session.
+    pub fn open(path: &Path, start: Instant) -> Result<Self, OpenError> {
+        let shown = path.display().to_string();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENXIO) => OpenError::FifoWithoutReader(shown.clone()),
+                _ => OpenError::Open {
+                    path: shown.clone(),
+                    source: e,
+                },
+            })?;
+        let kind = file
+            .metadata()
+            .map_err(|e| OpenError::Open {
+                path: shown.clone(),
+                source: e,
+            })?
+            .file_type();
+        if !(kind.is_file() || kind.is_fifo() || kind.is_char_device()) {
+            return Err(OpenError::WrongType(shown));
+        }
+        let mut log = Self {
             file: Some(file),
             start,
-        })
+        };
+        let line = log.line(&LogEvent::Open {
+            pid: std::process::id(),
+            wrapper: env!("CARGO_PKG_VERSION"),
+        });
+        if let Some(f) = log.file.as_mut() {
+            f.write_all(line.as_bytes()).map_err(|e| OpenError::Write {
+                path: shown,
+                source: e,
+            })?;
+        }
+        Ok(log)
     }
 
     /// Whether lines are written anywhere.
@@ -62,15 +134,130 @@ impl Log {
         self.file.is_some()
     }
 
+    /// The raw fd of the log file, for the hand-off supervisor to inherit.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.file.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Milliseconds since the wrapper started (the log's clock).
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn line(&self, ev: &LogEvent) -> String {
+        format_line(self.start.elapsed(), ev.name(), &ev.fields())
+    }
+
     /// Records one decision. Write errors are ignored: the log must never end
     /// or disturb the session, and there is nowhere else to report them.
-    pub fn event(&mut self, event: &str, fields: &[(&str, String)]) {
-        if let Some(f) = self.file.as_mut() {
-            let line = format_line(self.start.elapsed(), event, fields);
-            // One write per line on an O_APPEND fd: lines never interleave.
-            let _ = f.write_all(line.as_bytes());
+    pub fn event(&mut self, ev: &LogEvent) {
+        if self.file.is_some() {
+            let line = self.line(ev);
+            if let Some(f) = self.file.as_mut() {
+                // One write per line on an O_APPEND fd: lines never interleave.
+                let _ = f.write_all(line.as_bytes());
+            }
         }
     }
+}
+
+/// One parsed log line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Milliseconds since that wrapper started.
+    pub t_ms: f64,
+    /// The event name ([`LogEvent::name`]).
+    pub event: String,
+    /// The other fields, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Record {
+    /// The value of field `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a whole log file; lines that do not parse are skipped (a log shared
+/// by a reader may end in a partial line).
+pub fn read(path: &Path) -> std::io::Result<Vec<Record>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter_map(parse_line)
+        .collect())
+}
+
+/// Parses one logfmt line written by [`format_line`].
+pub fn parse_line(line: &str) -> Option<Record> {
+    let mut pairs = Vec::new();
+    let mut rest = line.trim_end_matches('\n');
+    while !rest.is_empty() {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            break;
+        }
+        let eq = rest.find('=')?;
+        let key = &rest[..eq];
+        if key.is_empty() || key.contains(' ') {
+            return None;
+        }
+        rest = &rest[eq + 1..];
+        let (value, tail) = if rest.starts_with('"') {
+            unquote(rest)?
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            (rest[..end].to_string(), &rest[end..])
+        };
+        pairs.push((key.to_string(), value));
+        rest = tail;
+    }
+    let mut it = pairs.into_iter();
+    let (k0, t) = it.next()?;
+    let (k1, event) = it.next()?;
+    if k0 != "t_ms" || k1 != "event" {
+        return None;
+    }
+    Some(Record {
+        t_ms: t.parse().ok()?,
+        event,
+        fields: it.collect(),
+    })
+}
+
+/// Undoes Rust's `{:?}` quoting of a string; returns the value and the rest.
+fn unquote(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '0' => out.push('\0'),
+                'u' => {
+                    let mut hex = String::new();
+                    chars.next().filter(|(_, c)| *c == '{')?;
+                    for (_, c) in chars.by_ref() {
+                        if c == '}' {
+                            break;
+                        }
+                        hex.push(c);
+                    }
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -105,18 +292,73 @@ mod tests {
     }
 
     #[test]
-    fn file_log_appends_lines() {
+    fn lines_parse_back_to_what_was_written() {
+        let tricky = "say \"hi\"\\ a=b\t\u{1b}[0m é";
+        let line = format_line(
+            Duration::from_micros(1_500),
+            "push-failed",
+            &[
+                ("id", "3".into()),
+                ("reason", tricky.into()),
+                ("empty", String::new()),
+            ],
+        );
+        let r = parse_line(&line).unwrap();
+        assert_eq!(r.t_ms, 1.5);
+        assert_eq!(r.event, "push-failed");
+        assert_eq!(r.get("id"), Some("3"));
+        assert_eq!(r.get("reason"), Some(tricky));
+        assert_eq!(r.get("empty"), Some(""));
+        assert_eq!(r.get("missing"), None);
+        assert_eq!(parse_line("garbage"), None);
+        assert_eq!(parse_line("event=x t_ms=1"), None);
+        assert_eq!(parse_line("t_ms=1 event=x k=\"unterminated"), None);
+    }
+
+    #[test]
+    fn file_log_starts_with_open_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("log");
         let mut l = Log::open(&p, Instant::now()).unwrap();
-        l.event("start", &[]);
-        l.event("exit", &[("code", "0".into())]);
-        let text = std::fs::read_to_string(&p).unwrap();
-        let lines: Vec<_> = text.lines().collect();
-        assert_eq!(lines.len(), 2);
-        assert!(lines[1].ends_with("event=exit code=0"), "{text}");
+        assert!(l.enabled());
+        l.event(&LogEvent::Exit {
+            code: 0,
+            status: "exit-0".into(),
+        });
+        let recs = read(&p).unwrap();
+        let names: Vec<_> = recs.iter().map(|r| r.event.as_str()).collect();
+        assert_eq!(names, ["open", "exit"]);
+        assert_eq!(
+            recs[0].get("pid"),
+            Some(std::process::id().to_string().as_str())
+        );
+        assert_eq!(recs[1].get("code"), Some("0"));
         let mut d = Log::disabled(Instant::now());
-        d.event("x", &[]);
+        d.event(&LogEvent::Exit {
+            code: 0,
+            status: "exit-0".into(),
+        });
         assert!(!d.enabled());
+        assert_eq!(d.raw_fd(), None);
+    }
+
+    #[test]
+    fn unusable_logs_fail_at_once_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Log::open(dir.path(), Instant::now()).unwrap_err();
+        assert!(matches!(e, OpenError::Open { .. }), "{e}");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = Log::open(&fifo, Instant::now()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot open log '{}': a FIFO with no reader",
+                fifo.display()
+            )
+        );
+        let e = Log::open(Path::new("/dev/full"), Instant::now()).unwrap_err();
+        assert!(matches!(e, OpenError::Write { .. }), "{e}");
+        assert!(Log::open(Path::new("/dev/null"), Instant::now()).is_ok());
     }
 }

@@ -62,11 +62,13 @@ pub fn push(size: Size, token: Option<u64>) -> String {
 
 /// The script of the persistent resize channel (`machine exec -i -- sh -c <script>`).
 ///
-/// It reads `COLS ROWS` lines from stdin, applies each, and answers one line
-/// per request: `ok COLS ROWS` or `fail COLS ROWS` (`bad` for a malformed
-/// line, which the wrapper never sends). The values read are checked to be
-/// digits before use, so the script's only variable text is still numbers.
-/// On EOF (the wrapper closed the pipe) it removes the session's PTY record.
+/// It reads `ID COLS ROWS` lines from stdin, applies each, and answers one
+/// line per request: `ok ID COLS ROWS` or `fail ID COLS ROWS` (`bad` for a
+/// malformed line, which the wrapper never sends). The id travels with the
+/// request so the answer names the push it completes. The values read are
+/// checked to be digits before use, so the script's only variable text is
+/// still numbers. On EOF (the wrapper closed the pipe) it removes the
+/// session's PTY record.
 pub fn channel(token: Option<u64>) -> String {
     let (record, cleanup) = match token {
         Some(t) => (
@@ -81,29 +83,60 @@ pub fn channel(token: Option<u64>) -> String {
         loop_all("\"$c\"", "\"$r\"")
     };
     format!(
-        "f=; while read -r c r; do \
-case \"$c:$r\" in :*|*:|*[!0-9:]*) echo bad; continue;; esac; \
-{record}if {apply}; then echo \"ok $c $r\"; else echo \"fail $c $r\"; fi; \
+        "f=; while read -r i c r; do \
+case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
+{record}if {apply}; then echo \"ok $i $c $r\"; else echo \"fail $i $c $r\"; fi; \
 done{cleanup}"
     )
 }
 
-/// Parses a channel answer: `Some(Ok(size))` for `ok C R`, `Some(Err(line))`
-/// for anything else that is not empty.
-pub fn parse_ack(line: &str) -> Option<Result<Size, String>> {
+/// One request line of the channel protocol.
+pub fn request(id: u64, size: Size) -> String {
+    format!("{id} {} {}\n", size.cols, size.rows)
+}
+
+/// An answer of the persistent channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `ok ID COLS ROWS`: push `id` applied `size`.
+    Ok {
+        /// The push.
+        id: u64,
+        /// The size the guest applied.
+        size: Size,
+    },
+    /// `fail ID …`: push `id` failed; the line is the reason.
+    Fail {
+        /// The push.
+        id: u64,
+        /// The whole line.
+        line: String,
+    },
+    /// Anything else that is not empty (noise, `bad`).
+    Other(String),
+}
+
+/// Parses one line of the channel's stdout; `None` for an empty line.
+pub fn parse_answer(line: &str) -> Option<Answer> {
     let line = line.trim();
     if line.is_empty() {
         return None;
     }
-    let mut words = line.split_whitespace();
-    if words.next() == Some("ok") {
-        let c = words.next().and_then(|w| w.parse().ok());
-        let r = words.next().and_then(|w| w.parse().ok());
-        if let (Some(c), Some(r)) = (c, r) {
-            return Some(Ok(Size::new(c, r)));
-        }
-    }
-    Some(Err(line.to_string()))
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let id = words.get(1).and_then(|w| w.parse().ok());
+    let cols = words.get(2).and_then(|w| w.parse().ok());
+    let rows = words.get(3).and_then(|w| w.parse().ok());
+    Some(match (words[0], id, cols, rows, words.len()) {
+        ("ok", Some(id), Some(c), Some(r), 4) => Answer::Ok {
+            id,
+            size: Size::new(c, r),
+        },
+        ("fail", Some(id), _, _, _) => Answer::Fail {
+            id,
+            line: line.to_string(),
+        },
+        _ => Answer::Other(line.to_string()),
+    })
 }
 
 #[cfg(test)]
@@ -139,13 +172,14 @@ mod tests {
     fn channel_exact_text() {
         assert_eq!(
             channel(Some(9)),
-            "f=; while read -r c r; do case \"$c:$r\" in :*|*:|*[!0-9:]*) echo bad; continue;; esac; \
+            "f=; while read -r i c r; do case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
 [ -n \"$f\" ] || f=$(cat /tmp/.pty-resize-9 2>/dev/null); \
 if case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols \"$c\" rows \"$r\";; \
 *) ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols \"$c\" rows \"$r\" 2>/dev/null && ok=1; done; [ -n \"$ok\" ];; esac; \
-then echo \"ok $c $r\"; else echo \"fail $c $r\"; fi; done; rm -f /tmp/.pty-resize-9"
+then echo \"ok $i $c $r\"; else echo \"fail $i $c $r\"; fi; done; rm -f /tmp/.pty-resize-9"
         );
         assert!(!channel(None).contains("/tmp/"));
+        assert!(channel(None).contains("stty -F \"$p\" cols \"$c\" rows \"$r\""));
     }
 
     /// Runs the scripts with the host's `sh` on a PTY the test creates, so the
@@ -181,21 +215,44 @@ then echo \"ok $c $r\"; else echo \"fail $c $r\"; fi; done; rm -f /tmp/.pty-resi
             .stdin
             .take()
             .unwrap()
-            .write_all(b"77 21\n1;x 2\n")
+            .write_all(format!("{}1;x 2 3\n5 6\n", request(4, Size::new(77, 21))).as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(text, "ok 77 21\nbad\n");
+        assert_eq!(text, "ok 4 77 21\nbad\nbad\n");
         assert_eq!(winsize(&pty.slave), (77, 21));
         // EOF removed the record.
         assert!(!std::path::Path::new(&token_path(token)).exists());
     }
 
     #[test]
-    fn ack_parsing() {
-        assert_eq!(parse_ack("ok 80 24\n"), Some(Ok(Size::new(80, 24))));
-        assert_eq!(parse_ack("fail 80 24"), Some(Err("fail 80 24".into())));
-        assert_eq!(parse_ack("ok x"), Some(Err("ok x".into())));
-        assert_eq!(parse_ack("  \n"), None);
+    fn answer_parsing() {
+        assert_eq!(request(3, Size::new(80, 24)), "3 80 24\n");
+        assert_eq!(
+            parse_answer("ok 3 80 24\n"),
+            Some(Answer::Ok {
+                id: 3,
+                size: Size::new(80, 24)
+            })
+        );
+        assert_eq!(
+            parse_answer("fail 3 80 24"),
+            Some(Answer::Fail {
+                id: 3,
+                line: "fail 3 80 24".into()
+            })
+        );
+        assert_eq!(parse_answer("ok x"), Some(Answer::Other("ok x".into())));
+        assert_eq!(
+            parse_answer("ok 3 80 24 9"),
+            Some(Answer::Other("ok 3 80 24 9".into()))
+        );
+        assert_eq!(
+            parse_answer("ok 3 80"),
+            Some(Answer::Other("ok 3 80".into()))
+        );
+        assert_eq!(parse_answer("fail"), Some(Answer::Other("fail".into())));
+        assert_eq!(parse_answer("bad"), Some(Answer::Other("bad".into())));
+        assert_eq!(parse_answer("  \n"), None);
     }
 }

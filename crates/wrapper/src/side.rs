@@ -1,15 +1,15 @@
-//! The two ways of pushing a size into the guest.
+//! The side processes: the two ways a size reaches the guest.
 //!
 //! - [`ExecPush`]: one `<smolvm> machine exec --name M -- sh -c <script>` per
 //!   size (stdin `/dev/null`, output captured).
 //! - [`Channel`]: one long-lived `<smolvm> machine exec -i --name M -- sh -c
-//!   <loop>` fed `COLS ROWS` lines through a pipe, answering `ok COLS ROWS`.
+//!   <loop>` fed `ID COLS ROWS` lines through a pipe, answering `ok ID COLS ROWS`.
 //!
 //! Both run in their own session (`setsid`): they have no controlling
 //! terminal, are not in the terminal's foreground process group, and can be
-//! killed as a group. Neither ever gets the terminal as stdin (the shared-stdin
-//! abort of smolvm 0.8.0), and their output only reaches the decision log.
-//! Results come back to the event loop as [`Event`]s.
+//! killed as a group. Neither ever gets the terminal as stdin, and their
+//! output only reaches the decision log. Their reports come back as
+//! [`Event::Side`]s.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::run::Event;
+use crate::event::{Event, SideReport};
 use crate::script;
 use crate::size::Size;
 
@@ -53,8 +53,29 @@ pub fn side_argv(program: &Path, machine: &str, interactive: bool, script: &str)
 }
 
 /// Kills a whole side-channel session (its pid is its process group id).
-fn kill_group(pid: u32) {
+pub fn kill_group(pid: u32) {
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// `exit-N`, `signal-N`.
+pub fn describe_status(st: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit-{c}"),
+        (None, Some(s)) => format!("signal-{s}"),
+        _ => "unknown".into(),
+    }
+}
+
+/// The first non-empty line of `stderr`, else of `stdout`.
+fn first_line(stdout: &str, stderr: &str) -> String {
+    stderr
+        .lines()
+        .chain(stdout.lines())
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// One exec per push, in flight.
@@ -64,7 +85,7 @@ pub struct ExecPush {
 }
 
 impl ExecPush {
-    /// Starts the push; [`Event::ExecDone`] with `id` reports its end.
+    /// Starts the push; [`SideReport::ExecDone`] with `id` reports its end.
     pub fn spawn(
         program: &Path,
         machine: &str,
@@ -73,7 +94,7 @@ impl ExecPush {
         token: Option<u64>,
         tx: Sender<Event>,
     ) -> std::io::Result<Self> {
-        let mut child = side_command(program, machine, false, &script::push(size, token))
+        let mut child: Child = side_command(program, machine, false, &script::push(size, token))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -82,7 +103,7 @@ impl ExecPush {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         std::thread::spawn(move || {
-            // Read stderr on this thread and stdout on a helper so neither pipe can fill up.
+            // Read stderr here and stdout on a helper so neither pipe fills up.
             let out = stdout.map(|mut s| {
                 std::thread::spawn(move || {
                     let mut buf = String::new();
@@ -95,18 +116,22 @@ impl ExecPush {
                 let _ = e.read_to_string(&mut err);
             }
             let out = out.and_then(|h| h.join().ok()).unwrap_or_default();
-            let status = child.wait();
-            let _ = tx.send(Event::ExecDone {
+            let status = child.wait().ok();
+            let _ = tx.send(Event::Side(SideReport::ExecDone {
                 id,
-                status: status.map_err(|e| e.to_string()),
-                stdout: out,
-                stderr: err,
-            });
+                status,
+                message: first_line(&out, &err),
+            }));
         });
         Ok(Self { pid })
     }
 
-    /// Kills the push's whole session (timeout or wrapper exit).
+    /// The push's host pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Kills the push's whole session (timeout); its report follows.
     pub fn kill(&self) {
         kill_group(self.pid);
     }
@@ -117,11 +142,13 @@ impl ExecPush {
 pub struct Channel {
     child: Child,
     stdin: Option<ChildStdin>,
+    opened: Instant,
 }
 
 impl Channel {
-    /// Opens the channel. Its answers arrive as [`Event::ChannelLine`], its
-    /// stderr as [`Event::ChannelStderr`], its end as [`Event::ChannelEof`].
+    /// Opens the channel. Its answers arrive as [`SideReport::ChannelLine`],
+    /// its stderr as [`SideReport::ChannelStderr`], its end as
+    /// [`SideReport::ChannelEof`].
     pub fn open(
         program: &Path,
         machine: &str,
@@ -139,24 +166,31 @@ impl Channel {
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
-                    if tx.send(Event::ChannelLine(line)).is_err() {
+                    if tx.send(Event::Side(SideReport::ChannelLine(line))).is_err() {
                         return;
                     }
                 }
-                let _ = tx.send(Event::ChannelEof);
+                let _ = tx.send(Event::Side(SideReport::ChannelEof));
             });
         }
         if let Some(err) = child.stderr.take() {
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines() {
                     let Ok(line) = line else { break };
-                    if tx.send(Event::ChannelStderr(line)).is_err() {
+                    if tx
+                        .send(Event::Side(SideReport::ChannelStderr(line)))
+                        .is_err()
+                    {
                         return;
                     }
                 }
             });
         }
-        Ok(Self { child, stdin })
+        Ok(Self {
+            child,
+            stdin,
+            opened: Instant::now(),
+        })
     }
 
     /// The channel's host pid.
@@ -164,14 +198,19 @@ impl Channel {
         self.child.id()
     }
 
-    /// Sends one size request.
-    pub fn send(&mut self, size: Size) -> std::io::Result<()> {
+    /// How long ago it was opened.
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Sends push `id`.
+    pub fn send(&mut self, id: u64, size: Size) -> std::io::Result<()> {
         let stdin = self
             .stdin
             .as_mut()
             .ok_or_else(|| std::io::Error::other("channel closed"))?;
         // One write per request (a few bytes, far below PIPE_BUF): atomic.
-        stdin.write_all(format!("{} {}\n", size.cols, size.rows).as_bytes())?;
+        stdin.write_all(script::request(id, size).as_bytes())?;
         stdin.flush()
     }
 
@@ -179,10 +218,8 @@ impl Channel {
     /// record), gives the channel `grace` to exit by itself, then kills its
     /// whole session and reaps it. Returns its exit status.
     ///
-    /// Why a grace period: killing smolvm's client outright may leave the
-    /// guest loop waiting on a stdin nobody closes; an orderly EOF lets the
-    /// guest side finish. The grace is short because the wrapper exits right
-    /// after this and must not outlive the session noticeably.
+    /// Only for a channel past its bring-up: killing a client mid-bring-up
+    /// does not stop the bring-up in the VM (see [`Channel::abandon`]).
     pub fn close(mut self, grace: Duration) -> Option<ExitStatus> {
         drop(self.stdin.take());
         let deadline = Instant::now() + grace;
@@ -200,6 +237,14 @@ impl Channel {
         // Also reaps stragglers of the session if the client itself exited.
         kill_group(self.child.id());
         status.or_else(|| self.child.wait().ok())
+    }
+
+    /// Closes stdin (so the channel ends by itself) and lets it go without
+    /// killing it: the hand-off of a channel still in its bring-up. Returns
+    /// its pid (also its process group).
+    pub fn abandon(mut self) -> u32 {
+        drop(self.stdin.take());
+        self.child.id()
     }
 }
 
@@ -231,5 +276,19 @@ mod tests {
                 "S"
             ]
         );
+    }
+
+    #[test]
+    fn failure_description_prefers_stderr() {
+        use std::os::unix::process::ExitStatusExt;
+        let st = ExitStatus::from_raw(1 << 8);
+        assert_eq!(describe_status(st), "exit-1");
+        assert_eq!(describe_status(ExitStatus::from_raw(9)), "signal-9");
+        assert_eq!(
+            first_line("out\n", "\n Error: vm not found: x\n"),
+            "Error: vm not found: x"
+        );
+        assert_eq!(first_line("out\n", ""), "out");
+        assert_eq!(first_line("", ""), "");
     }
 }

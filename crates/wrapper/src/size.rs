@@ -8,10 +8,11 @@
 use std::fmt;
 use std::os::fd::RawFd;
 
-/// Largest accepted column or row count. Real terminals stay far below this
-/// (a 8K display with a 1-pixel font is ~7680 columns); anything above is a
-/// corrupted answer, and pushing it would make the guest allocate huge screens.
-pub const MAX_DIM: u16 = 10_000;
+/// Largest accepted column or row count. An 8K display (7680 pixels) with a
+/// 2-pixel-wide font, far below anything readable, is 3840 columns; no real
+/// terminal reaches 4096 cells a side. Anything above is a corrupted or hostile
+/// answer, and pushing it would make the guest allocate huge screens.
+pub const MAX_DIM: u16 = 4096;
 
 /// A terminal size in character cells. Both dimensions are in `1..=MAX_DIM`
 /// when built through [`validate`].
@@ -45,15 +46,48 @@ pub fn validate(cols: u16, rows: u16) -> Option<Size> {
     (ok(cols) && ok(rows)).then_some(Size { cols, rows })
 }
 
-/// Picks the first valid answer among per-fd readings (in fd order).
-pub fn first_valid<I>(readings: I) -> Option<Size>
+/// Why no valid host size could be read (for the decision log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// None of fds 0, 1, 2 is a terminal.
+    NoTerminal,
+    /// Terminals answered, but only with a zero dimension (an unsized PTY).
+    Unsized,
+    /// The first non-zero answer was above [`MAX_DIM`]: rejected, never pushed.
+    OutOfRange(u16, u16),
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoTerminal => f.write_str("no-terminal"),
+            Self::Unsized => f.write_str("unsized"),
+            Self::OutOfRange(c, r) => write!(f, "out-of-range-{c}x{r}"),
+        }
+    }
+}
+
+/// Picks the first valid answer among per-fd readings (in fd order), or says
+/// why there is none: an out-of-range answer is reported over a zero one
+/// because it is the surprising case worth a log line.
+pub fn first_valid<I>(readings: I) -> Result<Size, Invalid>
 where
     I: IntoIterator<Item = Option<(u16, u16)>>,
 {
-    readings
-        .into_iter()
-        .flatten()
-        .find_map(|(cols, rows)| validate(cols, rows))
+    let mut why = Invalid::NoTerminal;
+    for (cols, rows) in readings.into_iter().flatten() {
+        if let Some(size) = validate(cols, rows) {
+            return Ok(size);
+        }
+        if cols > MAX_DIM || rows > MAX_DIM {
+            if !matches!(why, Invalid::OutOfRange(..)) {
+                why = Invalid::OutOfRange(cols, rows);
+            }
+        } else if why == Invalid::NoTerminal {
+            why = Invalid::Unsized;
+        }
+    }
+    Err(why)
 }
 
 /// Reads the window size of one fd with `TIOCGWINSZ`; `None` if it is not a terminal.
@@ -70,8 +104,8 @@ pub fn read_fd(fd: RawFd) -> Option<(u16, u16)> {
     (rc == 0).then_some((ws.ws_col, ws.ws_row))
 }
 
-/// The host size: the first valid answer of fds 0, 1, 2; `None` if none has one.
-pub fn read_host() -> Option<Size> {
+/// The host size: the first valid answer of fds 0, 1, 2, or why there is none.
+pub fn read_host() -> Result<Size, Invalid> {
     first_valid([0, 1, 2].map(read_fd))
 }
 
@@ -99,15 +133,43 @@ mod tests {
         // stdin is not a terminal, stdout is smolvm's 0x0 PTY, stderr is the pane.
         assert_eq!(
             first_valid([None, Some((0, 0)), Some((120, 40))]),
-            Some(Size::new(120, 40))
+            Ok(Size::new(120, 40))
         );
         // The first valid answer wins even if a later one differs.
         assert_eq!(
             first_valid([Some((100, 30)), Some((120, 40)), None]),
-            Some(Size::new(100, 30))
+            Ok(Size::new(100, 30))
         );
-        assert_eq!(first_valid([None, Some((0, 0)), Some((0, 0))]), None);
-        assert_eq!(first_valid([None, None, None]), None);
+        assert_eq!(
+            first_valid([None, Some((0, 0)), Some((0, 0))]),
+            Err(Invalid::Unsized)
+        );
+        assert_eq!(first_valid([None, None, None]), Err(Invalid::NoTerminal));
+    }
+
+    #[test]
+    fn a_size_no_terminal_has_is_rejected_and_named() {
+        assert_eq!(
+            first_valid([Some((10_000, 10_000)), Some((0, 0))]),
+            Err(Invalid::OutOfRange(10_000, 10_000))
+        );
+        assert_eq!(
+            first_valid([Some((0, 0)), Some((80, 5000)), Some((9000, 9))]),
+            Err(Invalid::OutOfRange(80, 5000))
+        );
+        assert_eq!(
+            first_valid([Some((5000, 24)), Some((80, 24))]),
+            Ok(Size::new(80, 24))
+        );
+        assert_eq!(
+            Invalid::OutOfRange(10_000, 3).to_string(),
+            "out-of-range-10000x3"
+        );
+        assert_eq!(Invalid::Unsized.to_string(), "unsized");
+        assert_eq!(Invalid::NoTerminal.to_string(), "no-terminal");
+        assert_eq!(validate(4096, 4096), Some(Size::new(4096, 4096)));
+        assert_eq!(validate(4097, 24), None);
+        assert_eq!(validate(80, 4097), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! (the fake smolvm's version depends on an environment variable, not on the
 //! binary, so tests that vary it use their own `XDG_CACHE_HOME` or this).
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -45,33 +46,50 @@ pub fn is_native(version: Version) -> bool {
     version >= NATIVE_SINCE
 }
 
-/// Finds `program` the way `execvp` would: as is if it contains a `/`, else in `$PATH`.
-/// Returns the path and whether it is an executable regular file.
-pub fn resolve(program: &str) -> Result<PathBuf, String> {
-    let check = |p: &Path| -> Result<PathBuf, String> {
-        let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
+/// Why a program cannot be run (the caller exits 127 with this reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The program name is empty.
+    #[error("empty program name")]
+    Empty,
+    /// No such file (or not in `$PATH`).
+    #[error("not found{}", if *.0 { " in PATH" } else { "" })]
+    NotFound(bool),
+    /// It exists but is not a regular file (a directory, a device…).
+    #[error("not a regular file")]
+    NotRegular,
+    /// It is a regular file without execute permission for us.
+    #[error("permission denied (not executable)")]
+    NotExecutable,
+}
+
+/// Finds `program` the way `execvp` would: as is if it contains a `/`, else in
+/// `$PATH`; it must be an executable regular file.
+pub fn resolve(program: &str) -> Result<PathBuf, ResolveError> {
+    let check = |p: &Path| -> Result<PathBuf, ResolveError> {
+        let meta = std::fs::metadata(p).map_err(|_| ResolveError::NotFound(false))?;
         if !meta.is_file() {
-            return Err("not a regular file".into());
+            return Err(ResolveError::NotRegular);
         }
         if nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_err() {
-            return Err("permission denied (not executable)".into());
+            return Err(ResolveError::NotExecutable);
         }
         Ok(p.to_path_buf())
     };
     if program.is_empty() {
-        return Err("empty program name".into());
+        return Err(ResolveError::Empty);
     }
     if program.contains('/') {
         return check(Path::new(program));
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut last = "not found in PATH".to_string();
+    let mut last = ResolveError::NotFound(true);
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join(program);
         match check(&candidate) {
             Ok(p) => return Ok(p),
-            Err(e) if candidate.exists() => last = e,
-            Err(_) => {}
+            Err(ResolveError::NotFound(_)) => {}
+            Err(e) => last = e,
         }
     }
     Err(last)
@@ -118,20 +136,63 @@ pub fn cache_update(text: &str, key: &str, version: Option<Version>) -> String {
     out
 }
 
-fn cache_file() -> Option<PathBuf> {
-    if std::env::var_os("PTY_RESIZE_NO_CACHE").is_some_and(|v| !v.is_empty() && v != "0") {
+/// The version cache file of this process's environment; see [`cache_path`].
+pub fn cache_file() -> Option<PathBuf> {
+    cache_path(
+        std::env::var_os("PTY_RESIZE_NO_CACHE"),
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
+    )
+}
+
+/// The version cache file: `$XDG_CACHE_HOME/pty-resize/versions` (or
+/// `~/.cache/…`); `None` when `PTY_RESIZE_NO_CACHE` is set (not empty, not
+/// `0`) or no base directory is known. Pure, so every branch is tested.
+pub fn cache_path(
+    no_cache: Option<OsString>,
+    xdg_cache_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Option<PathBuf> {
+    if no_cache.is_some_and(|v| !v.is_empty() && v != "0") {
         return None;
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    let base = xdg_cache_home
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        .or_else(|| {
+            home.filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
     Some(base.join("pty-resize").join("versions"))
 }
 
+/// What `<program> --version` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// It printed a version.
+    Version(Version),
+    /// It ran but printed no `x.y.z` (treated as 0.8.0 behaviour).
+    NoVersion,
+    /// It gave no answer in time and was killed (treated as 0.8.0 behaviour).
+    Timeout,
+    /// It could not be run or read (treated as 0.8.0 behaviour, not cached).
+    Failed(String),
+}
+
+impl Probe {
+    /// The version, if one is known.
+    pub fn version(&self) -> Option<Version> {
+        match self {
+            Self::Version(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
 /// Runs `<program> --version` (stdin /dev/null, output captured, in its own
-/// session so it cannot touch the terminal) with a timeout.
-pub fn query(program: &Path, timeout: Duration) -> Result<String, String> {
+/// session so it cannot touch the terminal and can be killed as a group),
+/// waiting at most `timeout`.
+pub fn query(program: &Path, timeout: Duration) -> Probe {
     let mut cmd = Command::new(program);
     cmd.arg("--version")
         .stdin(Stdio::null())
@@ -144,8 +205,13 @@ pub fn query(program: &Path, timeout: Duration) -> Result<String, String> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Probe::Failed(e.to_string()),
+    };
+    let Some(mut stdout) = child.stdout.take() else {
+        return Probe::Failed("no stdout".into());
+    };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut s = String::new();
@@ -155,22 +221,26 @@ pub fn query(program: &Path, timeout: Duration) -> Result<String, String> {
     match rx.recv_timeout(timeout) {
         Ok(r) => {
             let _ = child.wait();
-            r.map_err(|e| e.to_string())
+            match r {
+                Ok(out) => parse(&out).map_or(Probe::NoVersion, Probe::Version),
+                Err(e) => Probe::Failed(e.to_string()),
+            }
         }
         Err(_) => {
-            // SAFETY-free: kill the whole session we created.
+            // Kill the whole session we created: a hung program and anything
+            // it started; then reap it so nothing outlives the query.
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
             let _ = child.wait();
-            Err(format!("no answer within {} ms", timeout.as_millis()))
+            Probe::Timeout
         }
     }
 }
 
 /// Where a version answer came from, for the decision log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// Read from the cache.
     Cache,
@@ -178,24 +248,35 @@ pub enum Source {
     Query,
 }
 
-/// The version of `program` (`Ok(None)`: it ran but printed no version),
-/// using the cache when possible.
-pub fn detect(program: &Path) -> (Result<Option<Version>, String>, Source) {
+impl Source {
+    /// The log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::Query => "query",
+        }
+    }
+}
+
+/// The version of `program`, from `cache` when it holds an answer for this
+/// exact binary, else by running it (bounded by `timeout`). Versions, "no
+/// version" and timeouts are cached (a hung `--version` costs its timeout
+/// once per binary, not once per session); spawn failures are not.
+pub fn detect(program: &Path, cache: Option<&Path>, timeout: Duration) -> (Probe, Source) {
     let key = cache_key(program);
-    let file = cache_file();
-    if let (Some(key), Some(file)) = (&key, &file) {
+    if let (Some(key), Some(file)) = (&key, cache) {
         if let Ok(text) = std::fs::read_to_string(file) {
             if let Some(v) = cache_lookup(&text, key) {
-                return (Ok(v), Source::Cache);
+                return (v.map_or(Probe::NoVersion, Probe::Version), Source::Cache);
             }
         }
     }
-    let answer = query(program, VERSION_TIMEOUT).map(|out| parse(&out));
-    if let (Ok(v), Some(key), Some(file)) = (&answer, &key, &file) {
+    let probe = query(program, timeout);
+    if let (false, Some(key), Some(file)) = (matches!(probe, Probe::Failed(_)), &key, cache) {
         // A cache that cannot be written only costs the next session a query.
-        let _ = write_cache(file, key, *v);
+        let _ = write_cache(file, key, probe.version());
     }
-    (answer, Source::Query)
+    (probe, Source::Query)
 }
 
 fn write_cache(file: &Path, key: &str, version: Option<Version>) -> std::io::Result<()> {
@@ -263,9 +344,149 @@ mod tests {
         let f = dir.path().join("plain");
         std::fs::write(&f, "x").unwrap();
         // Root may execute-check differently only for files with an x bit; this has none.
-        let e = resolve(f.to_str().unwrap()).unwrap_err();
-        assert!(e.contains("not executable"), "{e}");
-        assert!(resolve(dir.path().to_str().unwrap()).is_err());
+        assert_eq!(
+            resolve(f.to_str().unwrap()),
+            Err(ResolveError::NotExecutable)
+        );
+        assert_eq!(
+            resolve(dir.path().to_str().unwrap()),
+            Err(ResolveError::NotRegular)
+        );
+        assert_eq!(resolve(""), Err(ResolveError::Empty));
+        assert_eq!(
+            resolve("/definitely/not/here"),
+            Err(ResolveError::NotFound(false))
+        );
+        assert_eq!(
+            ResolveError::NotFound(true).to_string(),
+            "not found in PATH"
+        );
+    }
+
+    /// A stub `smolvm` that counts its runs in `runs` and prints `answer`
+    /// (or sleeps when `answer` is `None`).
+    fn stub(dir: &Path, answer: Option<&str>) -> (PathBuf, PathBuf) {
+        let runs = dir.join("runs");
+        let prog = dir.join("smolvm");
+        let body = match answer {
+            Some(a) => format!("echo run >> {}; echo '{a}'", runs.display()),
+            None => format!("echo run >> {}; exec sleep 30", runs.display()),
+        };
+        std::fs::write(&prog, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (prog, runs)
+    }
+
+    fn runs(path: &Path) -> usize {
+        std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+    }
+
+    #[test]
+    fn detect_queries_once_then_answers_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (prog, count) = stub(dir.path(), Some("smolvm 0.8.1"));
+        let cache = dir.path().join("c/versions");
+        let t = Duration::from_secs(5);
+        assert_eq!(
+            detect(&prog, Some(&cache), t),
+            (Probe::Version((0, 8, 1)), Source::Query)
+        );
+        assert_eq!(
+            detect(&prog, Some(&cache), t),
+            (Probe::Version((0, 8, 1)), Source::Cache)
+        );
+        assert_eq!(runs(&count), 1, "the second answer came from the cache");
+        // Without a cache every call runs the program.
+        assert_eq!(
+            detect(&prog, None, t),
+            (Probe::Version((0, 8, 1)), Source::Query)
+        );
+        assert_eq!(runs(&count), 2);
+    }
+
+    #[test]
+    fn a_hung_version_is_bounded_and_its_timeout_is_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let (prog, count) = stub(dir.path(), None);
+        let cache = dir.path().join("versions");
+        let started = std::time::Instant::now();
+        let t = Duration::from_millis(300);
+        assert_eq!(
+            detect(&prog, Some(&cache), t),
+            (Probe::Timeout, Source::Query)
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "bounded");
+        assert_eq!(
+            detect(&prog, Some(&cache), t),
+            (Probe::NoVersion, Source::Cache)
+        );
+        assert_eq!(runs(&count), 1);
+    }
+
+    #[test]
+    fn no_version_in_the_output_is_cached_as_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (prog, _) = stub(dir.path(), Some("smolvm dev"));
+        let cache = dir.path().join("versions");
+        let t = Duration::from_secs(5);
+        assert_eq!(detect(&prog, Some(&cache), t).0, Probe::NoVersion);
+        let text = std::fs::read_to_string(&cache).unwrap();
+        assert!(text.ends_with("\tunknown\n"), "{text:?}");
+        assert_eq!(detect(&prog, Some(&cache), t).1, Source::Cache);
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("smolvm");
+        // Executable, but its interpreter does not exist: spawn fails.
+        std::fs::write(&prog, "#!/nonexistent/interpreter\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cache = dir.path().join("versions");
+        let (p, s) = detect(&prog, Some(&cache), Duration::from_secs(5));
+        assert!(matches!(p, Probe::Failed(_)), "{p:?}");
+        assert_eq!(s, Source::Query);
+        assert!(!cache.exists());
+    }
+
+    #[test]
+    fn cache_path_rules() {
+        let o = |s: &str| Some(OsString::from(s));
+        let want = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(
+            cache_path(None, o("/x"), o("/h")),
+            want("/x/pty-resize/versions")
+        );
+        assert_eq!(
+            cache_path(None, o(""), o("/h")),
+            want("/h/.cache/pty-resize/versions")
+        );
+        assert_eq!(
+            cache_path(None, None, o("/h")),
+            want("/h/.cache/pty-resize/versions")
+        );
+        assert_eq!(cache_path(None, None, o("")), None);
+        assert_eq!(cache_path(None, None, None), None);
+        assert_eq!(cache_path(o("1"), o("/x"), o("/h")), None);
+        assert_eq!(
+            cache_path(o("0"), o("/x"), None),
+            want("/x/pty-resize/versions")
+        );
+        assert_eq!(
+            cache_path(o(""), o("/x"), None),
+            want("/x/pty-resize/versions")
+        );
+    }
+
+    #[test]
+    fn probe_versions_and_source_names() {
+        assert_eq!(Probe::Version((0, 8, 0)).version(), Some((0, 8, 0)));
+        assert_eq!(Probe::Timeout.version(), None);
+        assert_eq!(Probe::NoVersion.version(), None);
+        assert_eq!(Source::Cache.as_str(), "cache");
+        assert_eq!(Source::Query.as_str(), "query");
     }
 
     #[test]

@@ -58,6 +58,8 @@ fn program_that_cannot_run_exits_127() {
         "/nonexistent/smolvm",
         "machine",
         "exec",
+        "--name",
+        "m",
         "-t",
         "--",
         "sh",

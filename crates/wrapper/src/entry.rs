@@ -1,0 +1,281 @@
+//! The entry: parse, decide passthrough or bridge, run. `main` maps the one
+//! error type to an exit code in one place (`main → run(parse())`).
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::cli::{self, Cli};
+use crate::error::Error;
+use crate::handoff;
+use crate::log::Log;
+use crate::log_event::LogEvent;
+use crate::session::{self, Plan};
+use crate::smolvm_argv::{self, ExecArgv};
+use crate::state::Config;
+use crate::version::{self, Probe};
+
+/// How long `smolvm --version` may take; after that it counts as unknown
+/// (0.8.0 behaviour), and the timeout is cached.
+pub const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Wrap a smolvm command.
+    Wrap(Box<Cli>),
+    /// `--help` / `--version`: print this on stdout, exit 0.
+    Info(String),
+    /// The hidden hand-off supervisor ([`handoff::supervise`]).
+    Handoff(Vec<String>),
+}
+
+/// Parses the process's arguments and `PTY_RESIZE_LOG`.
+pub fn parse() -> Result<Invocation, Error> {
+    parse_from(
+        std::env::args_os().collect(),
+        std::env::var_os("PTY_RESIZE_LOG"),
+    )
+}
+
+/// Parses `args` (`args[0]` is the program name); `env_log` is
+/// `PTY_RESIZE_LOG`, used when `--log` is absent, and ignored when empty.
+pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invocation, Error> {
+    let has_separator = args.iter().any(|a| a == "--");
+    if args.get(1).is_some_and(|a| a == handoff::SUBCOMMAND) {
+        let rest = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return Ok(Invocation::Handoff(rest));
+    }
+    let mut cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    Ok(Invocation::Info(e.render().to_string()))
+                }
+                _ => {
+                    let mut line = cli::one_line_error(&e.render().to_string());
+                    if !has_separator {
+                        line.push_str("; tip: the smolvm command goes after '--': pty-resize MACHINE -- smolvm machine exec …");
+                    }
+                    Err(Error::Usage(line))
+                }
+            };
+        }
+    };
+    // An empty PTY_RESIZE_LOG means no log, not a file named "".
+    if cli.log.is_none() {
+        cli.log = env_log.filter(|v| !v.is_empty()).map(PathBuf::from);
+    }
+    cli.validate().map_err(Error::Usage)?;
+    Ok(Invocation::Wrap(Box::new(cli)))
+}
+
+/// Why the argv runs as is, if it does (pure).
+pub fn passthrough_reason(
+    stdin_tty: bool,
+    stdout_tty: bool,
+    exec: Option<&ExecArgv>,
+) -> Option<&'static str> {
+    if !stdin_tty || !stdout_tty {
+        Some("not-a-tty")
+    } else if !exec.is_some_and(|e| e.tty) {
+        Some("no-tty-exec")
+    } else {
+        None
+    }
+}
+
+fn isatty(fd: i32) -> bool {
+    // SAFETY: isatty only queries the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Makes sure fds 0, 1, 2 are open (on /dev/null if they were closed), so
+/// files opened later can never take those numbers and be mistaken for them.
+pub fn ensure_std_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the descriptor.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // SAFETY: open/dup2/close on plain integers; the path is a valid C string.
+            unsafe {
+                let n = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if n >= 0 && n != fd {
+                    libc::dup2(n, fd);
+                    libc::close(n);
+                }
+            }
+        }
+    }
+}
+
+/// Runs an invocation; returns the exit code (the command's, or 0 for info).
+pub fn run(inv: Invocation) -> Result<i32, Error> {
+    let cli = match inv {
+        Invocation::Info(text) => {
+            print!("{text}");
+            return Ok(0);
+        }
+        Invocation::Handoff(args) => return Ok(handoff::supervise(&args)),
+        Invocation::Wrap(cli) => cli,
+    };
+    let start = Instant::now();
+    let mut log = match &cli.log {
+        Some(path) => Log::open(path, start)?,
+        None => Log::disabled(start),
+    };
+    let result = wrap(&cli, &mut log, start);
+    if let Err(e) = &result {
+        log.event(&LogEvent::Exit {
+            code: e.exit_code(),
+            status: e.to_string(),
+        });
+    }
+    result
+}
+
+fn wrap(cli: &Cli, log: &mut Log, start: Instant) -> Result<i32, Error> {
+    let program = &cli.argv[0];
+    let main_path = version::resolve(program).map_err(|e| Error::cannot_run(program, &e))?;
+    let side_path = match &cli.smolvm {
+        Some(p) => {
+            let shown = p.to_string_lossy();
+            version::resolve(&shown).map_err(|e| Error::cannot_run(&shown, &e))?
+        }
+        None => main_path.clone(),
+    };
+    let exec = smolvm_argv::parse(&cli.argv);
+    if let Some(reason) = passthrough_reason(isatty(0), isatty(1), exec.as_ref()) {
+        log.event(&LogEvent::Passthrough { reason });
+        // Replace the wrapper: exit codes, signals and the terminal are then
+        // exactly the command's own, at zero cost.
+        let err = Command::new(&main_path)
+            .arg0(program)
+            .args(&cli.argv[1..])
+            .exec();
+        return Err(Error::CannotRun {
+            program: program.clone(),
+            reason: err.to_string(),
+        });
+    }
+    let exec = exec.ok_or_else(|| Error::Internal("bridge without an exec".into()))?;
+    let native = !cli.force_bridge && detect_native(&main_path, log);
+    let plan = Plan {
+        argv: cli.argv.clone(),
+        exec,
+        main_path,
+        side_path,
+        machine: cli.machine.clone(),
+        mode: (!native).then_some(cli.mode),
+        config: Config {
+            settle: Duration::from_millis(cli.settle_ms),
+            fallback: Duration::from_millis(cli.fallback_ms),
+            push_timeout: Duration::from_millis(cli.push_timeout_ms),
+            native,
+        },
+        no_prologue: cli.no_prologue,
+    };
+    session::run(plan, std::mem::replace(log, Log::disabled(start)), start)
+}
+
+/// Whether smolvm forwards sizes itself (0.8.1+); logged either way.
+fn detect_native(program: &std::path::Path, log: &mut Log) -> bool {
+    let cache = version::cache_file();
+    let (probe, source) = version::detect(program, cache.as_deref(), VERSION_TIMEOUT);
+    let (name, error) = match &probe {
+        Probe::Version(_) => ("version", None),
+        Probe::NoVersion => ("no-version", None),
+        Probe::Timeout => ("timeout", None),
+        Probe::Failed(e) => ("failed", Some(e.clone())),
+    };
+    log.event(&LogEvent::Version {
+        version: probe.version(),
+        source: source.as_str(),
+        probe: name,
+        error,
+    });
+    probe.version().is_some_and(version::is_native)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        std::iter::once("pty-resize")
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn passthrough_decision() {
+        let t = smolvm_argv::parse(&["s", "machine", "exec", "-t"].map(String::from)).unwrap();
+        let i = smolvm_argv::parse(&["s", "machine", "exec", "-i"].map(String::from)).unwrap();
+        assert_eq!(passthrough_reason(false, true, Some(&t)), Some("not-a-tty"));
+        assert_eq!(passthrough_reason(true, false, Some(&t)), Some("not-a-tty"));
+        assert_eq!(
+            passthrough_reason(true, true, Some(&i)),
+            Some("no-tty-exec")
+        );
+        assert_eq!(passthrough_reason(true, true, None), Some("no-tty-exec"));
+        assert_eq!(passthrough_reason(true, true, Some(&t)), None);
+    }
+
+    #[test]
+    fn parsing_routes_help_handoff_and_errors() {
+        assert!(
+            matches!(parse_from(args(&["--help"]), None), Ok(Invocation::Info(t)) if t.contains("--settle-ms"))
+        );
+        assert!(
+            matches!(parse_from(args(&["__handoff", "1"]), None), Ok(Invocation::Handoff(a)) if a == ["1"])
+        );
+        let e = parse_from(
+            args(&[
+                "--fallback-ms",
+                "0",
+                "m",
+                "--",
+                "smolvm",
+                "machine",
+                "exec",
+                "--name",
+                "m",
+                "-t",
+            ]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--fallback-ms 0"), "{e}");
+        let e = parse_from(args(&["m", "smolvm", "machine"]), None).unwrap_err();
+        assert!(e.to_string().contains("goes after '--'"), "{e}");
+        let e = parse_from(args(&["m", "--", "a", "--x"]), None);
+        assert!(e.is_ok(), "after -- everything is the command's");
+    }
+
+    #[test]
+    fn the_log_comes_from_the_flag_else_a_non_empty_environment() {
+        let log = |a: &[&str], env: Option<&str>| match parse_from(args(a), env.map(OsString::from))
+        {
+            Ok(Invocation::Wrap(cli)) => cli.log,
+            other => panic!("{other:?}"),
+        };
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(log(&["m", "--", "true"], Some("")), None);
+        assert_eq!(log(&["m", "--", "true"], None), None);
+        assert_eq!(log(&["m", "--", "true"], Some("/e")), p("/e"));
+        assert_eq!(
+            log(&["--log", "/f", "m", "--", "true"], Some("/e")),
+            p("/f")
+        );
+    }
+}

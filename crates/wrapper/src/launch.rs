@@ -1,0 +1,217 @@
+//! Setting a session up: signals, the main machine lock, the sizing
+//! prologue, and the child itself (with a parent-death signal).
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use crate::event::{Event, Purpose, Sig};
+use crate::lock;
+use crate::log::Log;
+use crate::log_event::LogEvent;
+use crate::script;
+use crate::size::Size;
+use crate::smolvm_argv::{self, ExecArgv};
+
+/// Installs the handlers for [`Sig::ALL`] and forwards each caught signal as
+/// [`Event::Signal`] from a thread. Done before anything else, so no resize
+/// and no termination request is ever lost.
+pub fn catch_signals(tx: Sender<Event>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new(Sig::ALL.map(|(n, _)| n))?;
+    std::thread::spawn(move || {
+        for n in signals.forever() {
+            if let Some(sig) = Sig::from_raw(n) {
+                if tx.send(Event::Signal(sig)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The held main lock.
+#[derive(Debug)]
+pub struct MainLock {
+    file: File,
+    since: Instant,
+}
+
+impl MainLock {
+    /// Releases it (readiness) and logs for how long it was held.
+    pub fn release(self, log: &mut Log) {
+        drop(self.file);
+        log.event(&LogEvent::Unlock {
+            purpose: Purpose::Main.as_str(),
+            held: self.since.elapsed(),
+        });
+    }
+}
+
+/// How waiting for the main lock ended.
+#[derive(Debug)]
+pub enum LockWait {
+    /// Held (or `None`: no lock could be used; the session is uncoordinated).
+    Go(Option<MainLock>),
+    /// A termination signal arrived while waiting: no child to forward it to,
+    /// so the wrapper ends with it.
+    Ended(Sig),
+}
+
+/// Takes the machine's lock before the main exec spawns, waiting for another
+/// session's bring-up to finish if need be; SIGTERM/SIGHUP end the wait.
+pub fn main_lock(
+    path: Option<&Path>,
+    rx: &Receiver<Event>,
+    tx: &Sender<Event>,
+    log: &mut Log,
+) -> LockWait {
+    let Some(path) = path else {
+        log.event(&LogEvent::LockUnavailable {
+            purpose: Purpose::Main.as_str(),
+            reason: "no lock directory (XDG_RUNTIME_DIR, XDG_CACHE_HOME and HOME unset)".into(),
+        });
+        return LockWait::Go(None);
+    };
+    let shown = path.display().to_string();
+    let held = |file, waited, log: &mut Log| {
+        log.event(&LogEvent::Lock {
+            purpose: Purpose::Main.as_str(),
+            waited,
+            path: shown.clone(),
+        });
+        LockWait::Go(Some(MainLock {
+            file,
+            since: Instant::now(),
+        }))
+    };
+    match lock::try_lock(path) {
+        Ok(Some(file)) => return held(file, Duration::ZERO, log),
+        Ok(None) => {}
+        Err(e) => {
+            log.event(&LogEvent::LockUnavailable {
+                purpose: Purpose::Main.as_str(),
+                reason: e.to_string(),
+            });
+            return LockWait::Go(None);
+        }
+    }
+    log.event(&LogEvent::LockWait {
+        purpose: Purpose::Main.as_str(),
+        path: shown.clone(),
+    });
+    lock::wait_in_background(path.to_path_buf(), Purpose::Main, tx.clone());
+    loop {
+        match rx.recv() {
+            Ok(Event::Locked { file, waited, .. }) => return held(file, waited, log),
+            Ok(Event::Signal(sig @ (Sig::Term | Sig::Hup))) => return LockWait::Ended(sig),
+            Ok(_) => {}
+            Err(_) => return LockWait::Go(None),
+        }
+    }
+}
+
+/// The machine's lock file, if a lock directory is known.
+pub fn lock_path(machine: &str) -> Option<PathBuf> {
+    lock::dir().map(|d| d.join(lock::file_name(machine)))
+}
+
+/// The argv with the sizing prologue, or why not.
+pub fn with_prologue(
+    argv: &[String],
+    exec: &ExecArgv,
+    disabled: bool,
+    size: Option<Size>,
+    token: u64,
+) -> Result<Vec<String>, &'static str> {
+    match (disabled, exec.separator, size) {
+        (true, _, _) => Err("disabled"),
+        (false, _, None) => Err("no-size"),
+        (false, Some(sep), Some(size)) if exec.has_command(argv) => Ok(smolvm_argv::with_prologue(
+            argv,
+            sep,
+            &script::prologue(size, token),
+        )),
+        _ => Err("no-command"),
+    }
+}
+
+/// A session token: only digits, unique per wrapper process.
+pub fn make_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    // Keep it short enough to read in a log; collisions need the same pid too.
+    (h.finish() % 1_000_000_000) * 10_000_000 + u64::from(std::process::id()) % 10_000_000
+}
+
+/// Spawns the main exec. On Linux it gets `PR_SET_PDEATHSIG(SIGKILL)`, so a
+/// SIGKILLed wrapper does not leave smolvm's client reading the terminal.
+/// The death signal follows the *thread* that forked, so this must be called
+/// from the thread that lives as long as the session (the main thread).
+pub fn spawn_child(program: &Path, argv: &[String]) -> std::io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.arg0(&argv[0]).args(&argv[1..]);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl, getppid and raise are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl: then no signal
+                // would ever come.
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.spawn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn prologue_decision() {
+        let argv = v("smolvm machine exec --name m -t -- top");
+        let exec = smolvm_argv::parse(&argv).unwrap();
+        let size = Some(Size::new(100, 30));
+        let got = with_prologue(&argv, &exec, false, size, 7).unwrap();
+        assert_eq!(&got[..7], &argv[..7]);
+        assert_eq!(
+            got[7..10],
+            ["sh", "-c", &script::prologue(Size::new(100, 30), 7)]
+        );
+        assert_eq!(with_prologue(&argv, &exec, true, size, 7), Err("disabled"));
+        assert_eq!(with_prologue(&argv, &exec, false, None, 7), Err("no-size"));
+        let bare = v("smolvm machine exec --name m -t");
+        let exec = smolvm_argv::parse(&bare).unwrap();
+        assert_eq!(
+            with_prologue(&bare, &exec, false, size, 7),
+            Err("no-command")
+        );
+    }
+
+    #[test]
+    fn tokens_are_numbers() {
+        let a = make_token();
+        assert!(script::token_path(a)
+            .trim_start_matches("/tmp/.pty-resize-")
+            .chars()
+            .all(|c| c.is_ascii_digit()));
+        assert_eq!(a % 10_000_000, u64::from(std::process::id()) % 10_000_000);
+    }
+}

@@ -1,0 +1,351 @@
+//! The one owner of the push transport: the persistent channel or one exec
+//! per push, the side processes, and the machine lock each side bring-up holds.
+//!
+//! The state machine decides *what* to push and owns "which push is in
+//! flight"; the pusher only carries pushes out and reports how they ended
+//! ([`PushReport`]). The channel is lazy: it is opened by the first push that
+//! needs it, so a session never resized never starts a side channel. Every
+//! side bring-up (opening the channel, each exec) holds the machine lock
+//! until it is known to run (the channel's first answer, the exec's end);
+//! one still in its bring-up when the session ends is handed off
+//! ([`crate::handoff`]) rather than killed.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use crate::cli::Mode;
+use crate::event::{Event, Purpose, PushReport, SideReport};
+use crate::handoff::{self, Handoff};
+use crate::lock;
+use crate::log::Log;
+use crate::log_event::LogEvent;
+use crate::script::{self, Answer};
+use crate::side::{self, Channel, ExecPush};
+use crate::size::Size;
+use crate::state::Outcome;
+
+/// How long a running channel may take to end by itself after its stdin
+/// closed, before it is killed (when the session ends).
+const CHANNEL_GRACE: Duration = Duration::from_millis(100);
+
+/// Where and how side channels reach the machine.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The smolvm program for side channels.
+    pub program: PathBuf,
+    /// The machine name (one argv element, never seen by a shell).
+    pub machine: String,
+    /// The prologue's token, if it ran (pushes then target this session's PTY).
+    pub token: Option<u64>,
+    /// The machine's lock file (`None`: uncoordinated).
+    pub lock_path: Option<PathBuf>,
+    /// How long a side bring-up left behind may take (the push timeout).
+    pub handoff_deadline: Duration,
+}
+
+#[derive(Debug)]
+struct Open {
+    channel: Channel,
+    /// Its first answer arrived: past its bring-up.
+    running: bool,
+    stderr: Option<String>,
+}
+
+/// The push transport. See the module doc.
+#[derive(Debug)]
+pub struct Pusher {
+    target: Target,
+    mode: Mode,
+    tx: Sender<Event>,
+    channel: Option<Open>,
+    exec: Option<ExecPush>,
+    /// A push waiting for the machine lock before its bring-up.
+    waiting: Option<(u64, Size)>,
+    /// The lock held by the side bring-up under way.
+    side_lock: Option<(File, Instant)>,
+}
+
+impl Pusher {
+    /// A pusher using `mode`; nothing is started until the first push.
+    pub fn new(target: Target, mode: Mode, tx: Sender<Event>) -> Self {
+        Self {
+            target,
+            mode,
+            tx,
+            channel: None,
+            exec: None,
+            waiting: None,
+            side_lock: None,
+        }
+    }
+
+    /// Carries push `id` out (or queues it behind the machine lock).
+    pub fn push(&mut self, id: u64, size: Size, log: &mut Log) -> Option<PushReport> {
+        let transport = self.mode.as_str();
+        log.event(&LogEvent::Push {
+            id,
+            size,
+            transport,
+        });
+        if let Some(open) = self.channel.as_mut().filter(|o| o.running) {
+            return match open.channel.send(id, size) {
+                Ok(()) => None,
+                Err(_) => self.channel_dead("write", log),
+            };
+        }
+        let Some(path) = self.target.lock_path.clone() else {
+            return self.start(id, size, log);
+        };
+        match lock::try_lock(&path) {
+            Ok(Some(file)) => {
+                log.event(&LogEvent::Lock {
+                    purpose: Purpose::Side.as_str(),
+                    waited: Duration::ZERO,
+                    path: path.display().to_string(),
+                });
+                self.side_lock = Some((file, Instant::now()));
+                self.start(id, size, log)
+            }
+            Ok(None) => {
+                log.event(&LogEvent::LockWait {
+                    purpose: Purpose::Side.as_str(),
+                    path: path.display().to_string(),
+                });
+                self.waiting = Some((id, size));
+                lock::wait_in_background(path, Purpose::Side, self.tx.clone());
+                None
+            }
+            Err(e) => {
+                log.event(&LogEvent::LockUnavailable {
+                    purpose: Purpose::Side.as_str(),
+                    reason: e.to_string(),
+                });
+                self.start(id, size, log)
+            }
+        }
+    }
+
+    /// The machine lock waited for arrived.
+    pub fn locked(&mut self, file: File, waited: Duration, log: &mut Log) -> Option<PushReport> {
+        let (id, size) = self.waiting.take()?;
+        log.event(&LogEvent::Lock {
+            purpose: Purpose::Side.as_str(),
+            waited,
+            path: self
+                .target
+                .lock_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        });
+        self.side_lock = Some((file, Instant::now()));
+        self.start(id, size, log)
+    }
+
+    /// Starts a side bring-up for push `id` (the lock, if any, is held).
+    fn start(&mut self, id: u64, size: Size, log: &mut Log) -> Option<PushReport> {
+        let t = &self.target;
+        match self.mode {
+            Mode::Channel => {
+                match Channel::open(&t.program, &t.machine, t.token, self.tx.clone()) {
+                    Ok(mut channel) => {
+                        log.event(&LogEvent::ChannelOpen { pid: channel.pid() });
+                        // The request waits in the pipe until the loop runs.
+                        let sent = channel.send(id, size);
+                        self.channel = Some(Open {
+                            channel,
+                            running: false,
+                            stderr: None,
+                        });
+                        match sent {
+                            Ok(()) => None,
+                            Err(_) => self.channel_dead("write", log),
+                        }
+                    }
+                    Err(e) => {
+                        self.mode = Mode::Exec;
+                        self.unlock(log);
+                        log.event(&LogEvent::ChannelDead {
+                            reason: format!("spawn: {e}"),
+                            status: None,
+                            stderr: None,
+                        });
+                        Some(PushReport::TransportDied {
+                            reason: "channel spawn".into(),
+                        })
+                    }
+                }
+            }
+            Mode::Exec => {
+                match ExecPush::spawn(&t.program, &t.machine, id, size, t.token, self.tx.clone()) {
+                    Ok(p) => {
+                        self.exec = Some(p);
+                        None
+                    }
+                    Err(e) => {
+                        self.unlock(log);
+                        Some(PushReport::Done {
+                            id,
+                            outcome: Outcome::Failed(format!("spawn: {e}")),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn unlock(&mut self, log: &mut Log) {
+        if let Some((file, since)) = self.side_lock.take() {
+            drop(file);
+            log.event(&LogEvent::Unlock {
+                purpose: Purpose::Side.as_str(),
+                held: since.elapsed(),
+            });
+        }
+    }
+
+    /// Push `id` timed out: kill what carries it (its report follows) or
+    /// stop waiting for the lock.
+    pub fn abort(&mut self, id: u64, log: &mut Log) -> Option<PushReport> {
+        if self.waiting.is_some_and(|(w, _)| w == id) {
+            self.waiting = None;
+            return Some(PushReport::Done {
+                id,
+                outcome: Outcome::Failed("timeout waiting for the machine lock".into()),
+            });
+        }
+        if let Some(p) = &self.exec {
+            p.kill();
+            return None;
+        }
+        if self.channel.is_some() {
+            return self.channel_dead("timeout", log);
+        }
+        None
+    }
+
+    /// Routes a side process's report.
+    pub fn on_side(&mut self, report: SideReport, log: &mut Log) -> Option<PushReport> {
+        match report {
+            SideReport::ExecDone {
+                id,
+                status,
+                message,
+            } => {
+                self.exec = None;
+                self.unlock(log);
+                let outcome = match status {
+                    Some(st) if st.success() => Outcome::Ok,
+                    Some(st) if message.is_empty() => Outcome::Failed(side::describe_status(st)),
+                    Some(st) => {
+                        Outcome::Failed(format!("{}: {message}", side::describe_status(st)))
+                    }
+                    None => Outcome::Failed("wait failed".into()),
+                };
+                Some(PushReport::Done { id, outcome })
+            }
+            SideReport::ChannelLine(line) => {
+                let answer = script::parse_answer(&line)?;
+                let (id, outcome) = match answer {
+                    Answer::Ok { id, .. } => (id, Outcome::Ok),
+                    Answer::Fail { id, line } => (id, Outcome::Failed(format!("channel: {line}"))),
+                    Answer::Other(_) => return None,
+                };
+                if let Some(open) = self.channel.as_mut().filter(|o| !o.running) {
+                    // It answered: its bring-up is over, the machine is free.
+                    open.running = true;
+                    let (pid, after) = (open.channel.pid(), open.channel.age());
+                    log.event(&LogEvent::ChannelRunning { pid, after });
+                    self.unlock(log);
+                }
+                Some(PushReport::Done { id, outcome })
+            }
+            SideReport::ChannelStderr(line) => {
+                if let Some(open) = self.channel.as_mut() {
+                    open.stderr = Some(line);
+                }
+                None
+            }
+            SideReport::ChannelEof => {
+                if self.channel.is_some() {
+                    self.channel_dead("eof", log)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Kills the channel, logs why, and switches to one exec per push.
+    fn channel_dead(&mut self, reason: &str, log: &mut Log) -> Option<PushReport> {
+        let open = self.channel.take()?;
+        self.mode = Mode::Exec;
+        let status = open
+            .channel
+            .close(Duration::ZERO)
+            .map(side::describe_status);
+        self.unlock(log);
+        log.event(&LogEvent::ChannelDead {
+            reason: reason.to_string(),
+            status,
+            stderr: open.stderr,
+        });
+        Some(PushReport::TransportDied {
+            reason: format!("channel {reason}"),
+        })
+    }
+
+    /// The session ended: close a running channel, hand off a side channel
+    /// still in its bring-up, and return at once.
+    pub fn finish(mut self, log: &mut Log) {
+        self.waiting = None;
+        let mut bringing_up = self.exec.take().map(|p| p.pid());
+        if let Some(open) = self.channel.take() {
+            if open.running {
+                open.channel.close(CHANNEL_GRACE);
+            } else {
+                bringing_up = Some(open.channel.abandon());
+            }
+        }
+        if let Some(pid) = bringing_up {
+            self.hand_off(pid, log);
+        }
+    }
+
+    fn hand_off(&mut self, pid: u32, log: &mut Log) {
+        let h = Handoff {
+            pid,
+            pidfd: handoff::pidfd_open(pid),
+            lock_fd: self.side_lock.as_ref().map(|(f, _)| f.as_raw_fd()),
+            log_fd: log.raw_fd(),
+            deadline: self.target.handoff_deadline,
+            t0: log.elapsed(),
+        };
+        log.event(&LogEvent::Handoff {
+            pid,
+            deadline: h.deadline,
+        });
+        if let Err(e) = h.spawn() {
+            // No supervisor: the old behaviour, kill it, rather than leave a
+            // process that nothing bounds.
+            side::kill_group(pid);
+            log.event(&LogEvent::HandoffDone {
+                pid,
+                outcome: "killed",
+                after: Duration::ZERO,
+            });
+            log.event(&LogEvent::ChannelDead {
+                reason: format!("handoff: {e}"),
+                status: None,
+                stderr: None,
+            });
+        }
+        if let Some(fd) = h.pidfd {
+            // SAFETY: our own pidfd; the supervisor has its inherited copy.
+            unsafe { libc::close(fd) };
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! A bridged session: set it up, then route every event between the state
+//! machine (decisions), the pusher (side channels), the child and the log.
+
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cli::Mode;
+use crate::error::Error;
+use crate::event::{Event, Purpose, PushReport, Sig};
+use crate::launch::{self, LockWait, MainLock};
+use crate::log::Log;
+use crate::log_event::LogEvent;
+use crate::pusher::{Pusher, Target};
+use crate::readiness;
+use crate::size;
+use crate::smolvm_argv::ExecArgv;
+use crate::state::{Action, Config, Machine, Watch};
+use crate::terminal::{self, Saved};
+
+/// How often the terminal is polled while waiting for smolvm's switch.
+const READINESS_POLL: Duration = Duration::from_millis(5);
+
+/// Everything the entry decided for a bridged session.
+#[derive(Debug)]
+pub struct Plan {
+    /// The wrapped argv.
+    pub argv: Vec<String>,
+    /// What it asks smolvm to do.
+    pub exec: ExecArgv,
+    /// The resolved main program.
+    pub main_path: PathBuf,
+    /// The resolved side-channel program.
+    pub side_path: PathBuf,
+    /// The machine.
+    pub machine: String,
+    /// How pushes travel; `None`: smolvm forwards sizes itself (0.8.1+).
+    pub mode: Option<Mode>,
+    /// The state machine's tunables.
+    pub config: Config,
+    /// `--no-prologue`.
+    pub no_prologue: bool,
+}
+
+/// The shell convention for a status: the code, or 128+N for signal N.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+struct Session {
+    log: Log,
+    start: Instant,
+    sm: Machine,
+    pusher: Option<Pusher>,
+    main_lock: Option<MainLock>,
+    child: Pid,
+    /// fd 0's O_NONBLOCK at start (for the `nonblock` sighting).
+    nonblock_at_start: Option<bool>,
+    saved: Saved,
+    /// A termination signal was forwarded: the terminal is restored at the end.
+    forwarded: bool,
+}
+
+/// Runs a bridged session to its end; returns the exit code.
+pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
+    let (tx, rx) = mpsc::channel();
+    launch::catch_signals(tx.clone())
+        .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
+    let saved = Saved::save(0);
+    let watch = readiness::watch_for(readiness::stdin_lflags());
+    let nonblock_at_start = readiness::stdin_nonblock();
+    if !terminal::has_controlling_terminal() {
+        log.event(&LogEvent::NoResize {
+            reason: "no-controlling-terminal: SIGWINCH never reaches a process without one".into(),
+        });
+    }
+    let lock_path = launch::lock_path(&plan.machine);
+    let main_lock = match launch::main_lock(lock_path.as_deref(), &rx, &tx, &mut log) {
+        LockWait::Go(lock) => lock,
+        LockWait::Ended(sig) => {
+            let code = 128 + sig.raw();
+            log.event(&LogEvent::Exit {
+                code,
+                status: format!("{} while waiting for the machine lock", sig.name()),
+            });
+            return Ok(code);
+        }
+    };
+    // Read after the lock wait, so the prologue has the newest size.
+    let initial = size::read_host();
+    log.event(&LogEvent::Size {
+        size: initial.ok(),
+        at: "start",
+        invalid: initial.err().map(|e| e.to_string()),
+    });
+    let initial = initial.ok();
+    let token = launch::make_token();
+    let (argv, prologue) =
+        match launch::with_prologue(&plan.argv, &plan.exec, plan.no_prologue, initial, token) {
+            Ok(argv) => {
+                log.event(&LogEvent::Prologue {
+                    applied: initial.map(|s| (s, token)),
+                    reason: None,
+                });
+                (argv, true)
+            }
+            Err(reason) => {
+                log.event(&LogEvent::Prologue {
+                    applied: None,
+                    reason: Some(reason),
+                });
+                (plan.argv.clone(), false)
+            }
+        };
+    let mut child = launch::spawn_child(&plan.main_path, &argv).map_err(|e| {
+        let err = Error::CannotRun {
+            program: argv[0].clone(),
+            reason: e.to_string(),
+        };
+        log.event(&LogEvent::Exit {
+            code: err.exit_code(),
+            status: err.to_string(),
+        });
+        err
+    })?;
+    // From here on nothing is written to the terminal: the child owns it.
+    let pid = child.id();
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(Event::ChildExited(status));
+            }
+        });
+    }
+    log.event(&LogEvent::Start {
+        pid,
+        size: initial,
+        prologue,
+        readiness: watch.as_str(),
+        settle: plan.config.settle,
+        fallback: plan.config.fallback,
+        transport: plan.mode.map_or("native", Mode::as_str),
+    });
+    let pusher = plan.mode.map(|mode| {
+        let target = Target {
+            program: plan.side_path.clone(),
+            machine: plan.machine.clone(),
+            token: prologue.then_some(token),
+            lock_path,
+            handoff_deadline: plan.config.push_timeout,
+        };
+        Pusher::new(target, mode, tx.clone())
+    });
+    let mut sm = Machine::new(plan.config);
+    sm.start(start.elapsed(), initial, prologue, watch);
+    let mut s = Session {
+        log,
+        start,
+        sm,
+        pusher,
+        main_lock,
+        child: Pid::from_raw(pid as i32),
+        nonblock_at_start,
+        saved,
+        forwarded: false,
+    };
+    drop(tx);
+    Ok(s.route(&rx))
+}
+
+impl Session {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Whether the terminal must be polled for smolvm's switch.
+    fn polling(&self) -> bool {
+        !self.sm.is_ready()
+            && match self.sm.watch() {
+                Watch::Raw => true,
+                Watch::Timer => self.nonblock_at_start == Some(false),
+            }
+    }
+
+    fn route(&mut self, rx: &Receiver<Event>) -> i32 {
+        loop {
+            let now = self.now();
+            let mut wait = self.sm.next_deadline().map(|d| d.saturating_sub(now));
+            if self.polling() {
+                wait = Some(wait.map_or(READINESS_POLL, |w| w.min(READINESS_POLL)));
+            }
+            let event = match wait {
+                Some(w) => match rx.recv_timeout(w) {
+                    Ok(ev) => Some(ev),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return 1,
+                },
+                None => match rx.recv() {
+                    Ok(ev) => Some(ev),
+                    Err(_) => return 1,
+                },
+            };
+            if let Some(ev) = event {
+                if let Some(code) = self.handle(ev) {
+                    return code;
+                }
+            }
+            if self.polling() {
+                let seen = readiness::observe(
+                    self.sm.watch(),
+                    readiness::stdin_lflags(),
+                    readiness::stdin_nonblock(),
+                    self.nonblock_at_start,
+                );
+                if let Some(via) = seen {
+                    let actions = self.sm.started(self.now(), via);
+                    self.execute(actions);
+                }
+            }
+            let actions = self.sm.tick(self.now());
+            self.execute(actions);
+        }
+    }
+
+    /// Handles one event; `Some(code)` ends the session.
+    fn handle(&mut self, ev: Event) -> Option<i32> {
+        match ev {
+            Event::ChildExited(status) => return Some(self.finish(status)),
+            Event::Signal(sig) => self.signal(sig),
+            Event::Locked {
+                purpose: Purpose::Side,
+                file,
+                waited,
+            } => {
+                let report = self
+                    .pusher
+                    .as_mut()
+                    .and_then(|p| p.locked(file, waited, &mut self.log));
+                self.report(report);
+            }
+            // The main lock is only waited for before the child starts.
+            Event::Locked { .. } => {}
+            Event::Side(side) => {
+                let report = self
+                    .pusher
+                    .as_mut()
+                    .and_then(|p| p.on_side(side, &mut self.log));
+                self.report(report);
+            }
+        }
+        None
+    }
+
+    /// What the state machine makes of a pusher's report.
+    fn actions_for(&mut self, report: Option<PushReport>) -> Vec<Action> {
+        let now = self.now();
+        match report {
+            Some(PushReport::Done { id, outcome }) => self.sm.push_done(now, id, outcome),
+            Some(PushReport::TransportDied { reason }) => self.sm.transport_died(now, &reason),
+            None => Vec::new(),
+        }
+    }
+
+    fn report(&mut self, report: Option<PushReport>) {
+        let actions = self.actions_for(report);
+        self.execute(actions);
+    }
+
+    fn signal(&mut self, sig: Sig) {
+        match sig {
+            Sig::Winch => {
+                let actions = self.sm.winch(self.now(), size::read_host());
+                self.execute(actions);
+            }
+            Sig::Term | Sig::Hup => {
+                let r = kill(self.child, Signal::try_from(sig.raw()).ok());
+                self.forwarded = true;
+                self.log.event(&LogEvent::Signal {
+                    signal: sig.name().into(),
+                    action: "forwarded",
+                    ok: Some(r.is_ok()),
+                });
+            }
+            Sig::Int | Sig::Quit => {
+                // The terminal sends them to the child too: the wrapper
+                // outlives them and exits with the child.
+                self.log.event(&LogEvent::Signal {
+                    signal: sig.name().into(),
+                    action: "ignored",
+                    ok: None,
+                });
+            }
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let report = match action {
+                Action::Log(e) => {
+                    self.log.event(&e);
+                    None
+                }
+                Action::Ready => {
+                    if let Some(lock) = self.main_lock.take() {
+                        lock.release(&mut self.log);
+                    }
+                    None
+                }
+                Action::Push { id, size } => self
+                    .pusher
+                    .as_mut()
+                    .and_then(|p| p.push(id, size, &mut self.log)),
+                Action::Abort { id } => self
+                    .pusher
+                    .as_mut()
+                    .and_then(|p| p.abort(id, &mut self.log)),
+                Action::Nudge => {
+                    let _ = kill(self.child, Signal::SIGWINCH);
+                    None
+                }
+            };
+            let more = self.actions_for(report);
+            queue.extend(more);
+        }
+    }
+
+    /// The child ended: hand the terminal back if a signal was involved,
+    /// leave side channels in their bring-up to finish, return the code.
+    fn finish(&mut self, status: ExitStatus) -> i32 {
+        if status.signal().is_some() || self.forwarded {
+            let (termios, flags) = self.saved.restore();
+            self.log.event(&LogEvent::Restore {
+                termios: termios.as_str(),
+                flags: flags.as_str(),
+            });
+        }
+        if let Some(p) = self.pusher.take() {
+            p.finish(&mut self.log);
+        }
+        let code = exit_code(status);
+        self.log.event(&LogEvent::Exit {
+            code,
+            status: crate::side::describe_status(status),
+        });
+        code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(exit_code(ExitStatus::from_raw(7 << 8)), 7);
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 137);
+        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGTERM)), 143);
+    }
+}

@@ -1,0 +1,370 @@
+//! The state machine's rules, each with a fake clock.
+
+use super::*;
+
+const S: fn(u16, u16) -> Size = Size::new;
+
+fn t(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn pushes(actions: &[Action]) -> Vec<(u64, Size)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Push { id, size } => Some((*id, *size)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(actions: &[Action]) -> Vec<&'static str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log(e) => Some(e.name()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ready_via(actions: &[Action]) -> Option<(&'static str, Duration)> {
+    actions.iter().find_map(|a| match a {
+        Action::Log(LogEvent::Ready { via, after }) => Some((*via, *after)),
+        _ => None,
+    })
+}
+
+fn cfg() -> Config {
+    Config {
+        settle: t(2000),
+        fallback: t(3000),
+        push_timeout: t(10_000),
+        native: false,
+    }
+}
+
+fn machine() -> Machine {
+    Machine::new(cfg())
+}
+
+/// A machine already ready at 2010 ms (raw seen at 10 ms), start size 80x24, no prologue.
+fn ready_machine() -> (Machine, Vec<Action>) {
+    let mut m = machine();
+    m.start(t(0), Some(S(80, 24)), false, Watch::Raw);
+    m.started(t(10), "raw");
+    let a = m.tick(t(2010));
+    (m, a)
+}
+
+#[test]
+fn raw_mode_is_only_started_ready_comes_a_settle_margin_later() {
+    let mut m = machine();
+    m.start(t(5), Some(S(80, 24)), false, Watch::Raw);
+    assert_eq!(m.watch(), Watch::Raw);
+    assert_eq!(
+        m.next_deadline(),
+        None,
+        "nothing to wait for before raw mode"
+    );
+    for now in (0..5000).step_by(250) {
+        assert!(m.tick(t(now)).is_empty(), "acted at {now} ms");
+    }
+    let a = m.started(t(5005), "raw");
+    assert_eq!(
+        a,
+        [Action::Log(LogEvent::Started {
+            via: "raw",
+            after: t(5000)
+        })]
+    );
+    assert!(pushes(&m.winch(t(5100), Ok(S(100, 30)))).is_empty());
+    assert!(!m.is_ready());
+    assert_eq!(m.next_deadline(), Some(t(7005)));
+    assert!(m.tick(t(7004)).is_empty());
+    let a = m.tick(t(7005));
+    assert!(m.is_ready());
+    assert_eq!(ready_via(&a), Some(("raw+settle", t(7000))));
+    assert!(a.contains(&Action::Ready));
+    assert_eq!(pushes(&a), [(1, S(100, 30))], "the newest size, once");
+    // A second sighting changes nothing.
+    assert!(m.started(t(7100), "raw").is_empty());
+    assert!(m.tick(t(9000)).iter().all(|a| !matches!(a, Action::Ready)));
+}
+
+#[test]
+fn only_the_first_sighting_counts() {
+    let mut m = machine();
+    m.start(t(0), None, false, Watch::Raw);
+    m.started(t(100), "raw");
+    assert!(m.started(t(900), "raw").is_empty());
+    assert_eq!(m.next_deadline(), Some(t(2100)));
+}
+
+#[test]
+fn already_raw_uses_the_fallback_timer_from_launch() {
+    let mut m = machine();
+    m.start(t(5), Some(S(80, 24)), false, Watch::Timer);
+    assert_eq!(m.next_deadline(), Some(t(3005)));
+    assert!(m.tick(t(3004)).is_empty());
+    let a = m.tick(t(3005));
+    assert_eq!(ready_via(&a), Some(("timer", t(3000))));
+    assert_eq!(pushes(&a), [(1, S(80, 24))]);
+    assert!(m.is_ready());
+    assert_eq!(
+        m.next_deadline(),
+        Some(t(13_005)),
+        "only the push timeout is left"
+    );
+}
+
+#[test]
+fn a_late_nonblock_sighting_pushes_readiness_back_never_forward() {
+    // Seen at 2500 ms: 2500 + 2000 > 3000, so readiness waits until 4500.
+    let mut m = machine();
+    m.start(t(0), Some(S(80, 24)), false, Watch::Timer);
+    m.started(t(2500), "nonblock");
+    assert_eq!(m.next_deadline(), Some(t(4500)));
+    assert!(m.tick(t(3000)).is_empty());
+    assert_eq!(
+        ready_via(&m.tick(t(4500))),
+        Some(("nonblock+settle", t(4500)))
+    );
+    // Seen early at 500 ms: the timer (3000) is later and wins.
+    let mut m = machine();
+    m.start(t(0), Some(S(80, 24)), false, Watch::Timer);
+    m.started(t(500), "nonblock");
+    assert_eq!(m.next_deadline(), Some(t(3000)));
+    assert_eq!(ready_via(&m.tick(t(3000))), Some(("timer", t(3000))));
+    // Exactly equal: the timer's name.
+    let mut m = machine();
+    m.start(t(0), None, false, Watch::Timer);
+    m.started(t(1000), "nonblock");
+    assert_eq!(ready_via(&m.tick(t(3000))), Some(("timer", t(3000))));
+}
+
+#[test]
+fn nothing_happens_before_start() {
+    let mut m = machine();
+    assert_eq!(m.next_deadline(), None);
+    assert!(m.tick(t(100_000)).is_empty());
+    assert!(!m.is_ready());
+}
+
+#[test]
+fn prologue_applied_size_is_not_pushed_again_on_ready() {
+    let mut m = machine();
+    m.start(t(0), Some(S(120, 40)), true, Watch::Raw);
+    m.started(t(100), "raw");
+    let a = m.tick(t(2100));
+    assert!(pushes(&a).is_empty());
+    assert_eq!(events(&a), ["ready", "skip"]);
+    // But a resize during bring-up is pushed on ready.
+    let mut m = machine();
+    m.start(t(0), Some(S(120, 40)), true, Watch::Raw);
+    m.winch(t(50), Ok(S(100, 30)));
+    m.started(t(100), "raw");
+    assert_eq!(pushes(&m.tick(t(2100))), [(1, S(100, 30))]);
+    // And a resize back to the prologue's size during bring-up is skipped.
+    let mut m = machine();
+    m.start(t(0), Some(S(120, 40)), true, Watch::Raw);
+    m.winch(t(50), Ok(S(100, 30)));
+    m.winch(t(60), Ok(S(120, 40)));
+    m.started(t(100), "raw");
+    assert!(pushes(&m.tick(t(2100))).is_empty());
+}
+
+#[test]
+fn native_forwarding_never_pushes_and_nudges_only_on_a_change() {
+    let native = Config {
+        native: true,
+        ..cfg()
+    };
+    // Unchanged since the prologue: nothing at all.
+    let mut m = Machine::new(native);
+    m.start(t(0), Some(S(100, 30)), true, Watch::Raw);
+    m.started(t(10), "raw");
+    let a = m.tick(t(2010));
+    assert_eq!(events(&a), ["ready"]);
+    assert!(!a.contains(&Action::Nudge));
+    // Changed during start-up: one nudge, never a push, before or after.
+    let mut m = Machine::new(native);
+    m.start(t(0), Some(S(100, 30)), true, Watch::Raw);
+    assert!(pushes(&m.winch(t(5), Ok(S(60, 20)))).is_empty());
+    m.started(t(10), "raw");
+    let a = m.tick(t(2010));
+    assert!(a.contains(&Action::Nudge));
+    assert!(a.contains(&Action::Log(LogEvent::Nudge {
+        size: S(60, 20),
+        prologue: Some(S(100, 30))
+    })));
+    assert!(pushes(&a).is_empty());
+    let a = m.winch(t(3000), Ok(S(70, 20)));
+    assert_eq!(events(&a), ["size"]);
+    assert!(!m.in_flight());
+    // No prologue: the size is nudged once (the client sends it then anyway).
+    let mut m = Machine::new(native);
+    m.start(t(0), Some(S(100, 30)), false, Watch::Raw);
+    m.started(t(10), "raw");
+    assert!(m.tick(t(2010)).contains(&Action::Nudge));
+    // No size known: nothing to nudge.
+    let mut m = Machine::new(native);
+    m.start(t(0), None, false, Watch::Raw);
+    m.started(t(10), "raw");
+    assert!(!m.tick(t(2010)).contains(&Action::Nudge));
+}
+
+#[test]
+fn no_valid_size_pushes_nothing_and_says_why() {
+    let mut m = machine();
+    m.start(t(0), None, false, Watch::Raw);
+    m.started(t(0), "raw");
+    assert!(pushes(&m.tick(t(2000))).is_empty());
+    let a = m.winch(t(2100), Err(Invalid::OutOfRange(10_000, 10_000)));
+    assert!(pushes(&a).is_empty());
+    assert_eq!(
+        a,
+        [Action::Log(LogEvent::Size {
+            size: None,
+            at: "winch",
+            invalid: Some("out-of-range-10000x10000".into())
+        })]
+    );
+}
+
+#[test]
+fn burst_of_50_during_one_push_gives_one_follow_up_of_the_last_size() {
+    let (mut m, a) = ready_machine();
+    assert_eq!(pushes(&a), [(1, S(80, 24))]);
+    assert!(m.in_flight());
+    let mut all = Vec::new();
+    for i in 0..50u16 {
+        all.extend(m.winch(t(2020 + u64::from(i)), Ok(S(81 + i, 25))));
+    }
+    assert!(
+        pushes(&all).is_empty(),
+        "nothing starts while one is in flight"
+    );
+    assert_eq!(
+        events(&all).iter().filter(|e| **e == "coalesce").count(),
+        50
+    );
+    assert!(all.contains(&Action::Log(LogEvent::Coalesce {
+        size: S(82, 25),
+        in_flight: S(80, 24),
+        replaces: Some(S(81, 25))
+    })));
+    let a = m.push_done(t(2500), 1, Outcome::Ok);
+    assert_eq!(pushes(&a), [(2, S(130, 25))]);
+    assert!(a.contains(&Action::Log(LogEvent::PushDone {
+        id: 1,
+        size: S(80, 24),
+        took: t(490)
+    })));
+    let a = m.push_done(t(2900), 2, Outcome::Ok);
+    assert!(pushes(&a).is_empty());
+    assert!(!m.in_flight());
+}
+
+#[test]
+fn equal_to_last_pushed_is_skipped() {
+    let (mut m, _) = ready_machine();
+    m.push_done(t(2020), 1, Outcome::Ok);
+    let a = m.winch(t(2030), Ok(S(80, 24)));
+    assert!(pushes(&a).is_empty());
+    assert_eq!(events(&a), ["size", "skip"]);
+    assert_eq!(pushes(&m.winch(t(2040), Ok(S(90, 24)))), [(2, S(90, 24))]);
+    m.winch(t(2041), Ok(S(95, 24)));
+    m.winch(t(2042), Ok(S(90, 24)));
+    let a = m.push_done(t(2050), 2, Outcome::Ok);
+    assert!(pushes(&a).is_empty());
+    assert!(events(&a).contains(&"skip"));
+}
+
+#[test]
+fn failed_push_keeps_session_and_next_winch_retries_same_size() {
+    let (mut m, _) = ready_machine();
+    let a = m.push_done(t(2020), 1, Outcome::Failed("exit-1".into()));
+    assert_eq!(
+        a,
+        [Action::Log(LogEvent::PushFailed {
+            id: 1,
+            size: S(80, 24),
+            took: t(10),
+            reason: "exit-1".into(),
+            retry: false
+        })]
+    );
+    assert_eq!(pushes(&m.winch(t(2030), Ok(S(80, 24)))), [(2, S(80, 24))]);
+}
+
+#[test]
+fn failed_push_with_pending_pushes_the_pending_size() {
+    let (mut m, _) = ready_machine();
+    m.winch(t(2015), Ok(S(100, 30)));
+    let a = m.push_done(t(2020), 1, Outcome::Failed("exit-1".into()));
+    assert_eq!(pushes(&a), [(2, S(100, 30))]);
+}
+
+#[test]
+fn timeout_aborts_once_and_the_report_counts_as_a_timeout() {
+    let (mut m, _) = ready_machine();
+    assert_eq!(m.next_deadline(), Some(t(12_010)));
+    assert!(m.tick(t(12_009)).is_empty());
+    assert_eq!(m.tick(t(12_010)), [Action::Abort { id: 1 }]);
+    assert!(m.tick(t(12_020)).is_empty(), "abort is issued once");
+    assert_eq!(m.next_deadline(), None);
+    m.winch(t(12_030), Ok(S(90, 30)));
+    // Even an Ok that races the kill is a timeout: the size is unknown.
+    let a = m.push_done(t(12_040), 1, Outcome::Ok);
+    assert!(
+        matches!(&a[0], Action::Log(LogEvent::PushFailed { reason, .. }) if reason == "timeout")
+    );
+    assert_eq!(pushes(&a), [(2, S(90, 30))]);
+    // A late report about push 1 is ignored.
+    assert!(m.push_done(t(12_050), 1, Outcome::Ok).is_empty());
+    assert!(m.in_flight());
+}
+
+#[test]
+fn transport_death_retries_at_once_with_the_newest_size() {
+    let (mut m, _) = ready_machine();
+    let a = m.transport_died(t(2020), "channel eof");
+    assert_eq!(
+        a[0],
+        Action::Log(LogEvent::PushFailed {
+            id: 1,
+            size: S(80, 24),
+            took: t(10),
+            reason: "channel eof".into(),
+            retry: true
+        })
+    );
+    assert_eq!(pushes(&a), [(2, S(80, 24))]);
+    m.winch(t(2025), Ok(S(70, 20)));
+    let a = m.transport_died(t(2030), "again");
+    assert_eq!(pushes(&a), [(3, S(70, 20))]);
+    // Nothing in flight: nothing to retry.
+    m.push_done(t(2040), 3, Outcome::Ok);
+    assert!(m.transport_died(t(2050), "x").is_empty());
+}
+
+#[test]
+fn deadline_is_the_earliest_of_readiness_and_push_timeout() {
+    let mut m = Machine::new(Config {
+        push_timeout: t(100),
+        ..cfg()
+    });
+    m.start(t(0), Some(S(80, 24)), false, Watch::Timer);
+    assert_eq!(m.next_deadline(), Some(t(3000)));
+    m.tick(t(3000));
+    assert_eq!(m.next_deadline(), Some(t(3100)));
+    m.push_done(t(3050), 1, Outcome::Ok);
+    assert_eq!(m.next_deadline(), None);
+}
+
+#[test]
+fn watch_names() {
+    assert_eq!(Watch::Raw.as_str(), "raw");
+    assert_eq!(Watch::Timer.as_str(), "timer");
+}
