@@ -115,6 +115,68 @@ fn a_failed_wait_shows_condition_screen_bytes_and_logs() {
     assert!(message.contains("running"), "{message}");
     assert!(message.contains("not yet\\u{1b}[1m"), "{message}");
     assert!(message.contains("last line of the log"), "{message}");
+    remove_failure_folder(&message);
+}
+
+/// Removes the failure folder a deliberately failed wait left (its path is
+/// on the message's second line), so only real failures leave evidence.
+fn remove_failure_folder(message: &str) {
+    let line = message.lines().nth(1).unwrap_or_default();
+    let path = line
+        .strip_prefix("failure folder: ")
+        .and_then(|l| l.split(" (replay:").next())
+        .unwrap_or_else(|| panic!("no failure folder line in:\n{message}"));
+    std::fs::remove_dir_all(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+}
+
+/// Reads one terminal reply ending in `$1` in raw mode (without echo, so
+/// the reply does not land on the screen), then shows it with ESC as `^[`.
+/// `read` blocks until the reply comes: without an answer the program hangs.
+const ASK: &str = r#"ask() { stty raw -echo; printf "$2"; IFS= read -r -d "$1" reply; stty sane;
+  printf '%s=%s\n' "$3" "$(printf '%s' "$reply" | sed 's/\x1b/^[/g')"; }"#;
+
+#[test]
+fn a_program_that_blocks_on_a_cursor_position_query_gets_the_answer() {
+    // The cursor is at row 2, col 5 (from 1) when the query is written; the
+    // text after the query must not move the reported position.
+    let script = format!(r"{ASK}; printf 'one\r\ntwo\033[6nxx'; ask R '' cpr; exec sleep 30");
+    let mut cmd = hermetic::command("bash");
+    cmd.arg("-c").arg(script);
+    let mut term = Term::spawn(40, 6, cmd);
+    term.wait_for_text("cpr=", DEADLINE);
+    assert!(term.contents().contains("cpr=^[[2;4"), "{}", term.render());
+}
+
+#[test]
+fn device_attributes_and_the_window_size_are_answered() {
+    let script = format!(r"{ASK}; ask c '\033[c' da; ask t '\033[18t' size; exec sleep 30");
+    let mut cmd = hermetic::command("bash");
+    cmd.arg("-c").arg(script);
+    let mut term = Term::spawn(50, 7, cmd);
+    term.wait_for_text("size=", DEADLINE);
+    let text = term.contents();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"da=^[[?1;2"), "{}", term.render());
+    assert!(lines.contains(&"size=^[[8;7;50"), "{}", term.render());
+    // The answers are input the program got: the recording shows them.
+    assert!(
+        term.cast().contains(r#""i","\u001b[?1;2c"]"#),
+        "{}",
+        term.cast()
+    );
+}
+
+#[test]
+fn a_styled_snapshot_shows_colours_attributes_and_input_modes() {
+    let mut term = Term::spawn(
+        24,
+        3,
+        sh(
+            r"printf '\033[?1h\033=\033[1;31merror\033[0m: \033[7m inv \033[0m\r\n\033[44m  \033[0m\033[38;5;208mx'; exec sleep 30",
+        ),
+    );
+    term.wait_for_text("error: ", DEADLINE);
+    insta::assert_snapshot!("styled_24x3", term.snapshot_styled());
 }
 
 #[test]

@@ -67,6 +67,39 @@ fn a_failed_wait_shows_the_pane() {
         "{message}"
     );
     assert!(message.contains("(running; pane pid"), "{message}");
+    // Only real failures leave evidence behind.
+    let line = message.lines().nth(1).unwrap_or_default();
+    let path = line
+        .strip_prefix("failure folder: ")
+        .and_then(|l| l.split(" (replay:").next())
+        .unwrap_or_else(|| panic!("no failure folder line in:\n{message}"));
+    std::fs::remove_dir_all(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+}
+
+#[test]
+fn a_styled_snapshot_shows_the_colours_tmux_keeps() {
+    let tmux = Tmux::start(
+        24,
+        3,
+        r"printf '\033[?1h\033=\033[1;31merror\033[0m: \033[7m inv \033[0m\r\n\033[44m  \033[0m\033[38;5;208mx'; exec sleep 30",
+        &[],
+    );
+    tmux.wait_for_text("error: ", DEADLINE);
+    insta::assert_snapshot!("tmux_styled_24x3", tmux.snapshot_styled());
+}
+
+#[test]
+fn the_recording_starts_at_the_first_byte() {
+    // Written at once: a recording attached after the program started would
+    // miss it.
+    let tmux = Tmux::start(30, 4, "printf 'very first'; exec sleep 30", &[]);
+    tmux.wait_for_text("very first", DEADLINE);
+    e2e::wait::wait_for(
+        "the first bytes in the recording",
+        DEADLINE,
+        || tmux.cast().contains(r#""o","very first"]"#),
+        || tmux.cast(),
+    );
 }
 
 #[test]
