@@ -6,21 +6,27 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::{self, ExecOptions};
 use crate::fail::Res;
-use crate::lifecycle;
-use crate::machine::Home;
+use crate::lifecycle::{self, Env};
 use crate::settings::Switches;
 
 /// The environment switches, shown by `--help` and `machine exec --help`.
 pub const ENV_HELP: &str = "\
-Environment (read by `machine start` as the machine's default and by `machine exec` as a per-exec override):
-  FAKE_SMOLVM_HOME                   state folder [default: $XDG_STATE_HOME/fake-smolvm or ~/.local/state/fake-smolvm]
-  FAKE_SMOLVM_BRINGUP_MS             length of every exec's bring-up window, ms [default: 250]
-  FAKE_SMOLVM_COMPAT                 0.8.0: guest PTY 0x0, resizes never forwarded [default]
-                                     0.8.1: guest PTY 80x24, initial size after `started`, every SIGWINCH forwarded
-  FAKE_SMOLVM_RACE                   config.json race on overlapping bring-ups: exit1 (`Error: load ...`, exit 1) [default],
-                                     sigkill (guest process SIGKILLed, exit 137), off
-  FAKE_SMOLVM_SHARED_STDIN           shared-stdin abort of an earlier interactive exec on the same terminal:
-                                     tmux (only if the newer exec's environment has TMUX) [default], always, never
+State (where smolvm 0.8.0 keeps it, so the real client can drive fake machines):
+  XDG_CACHE_HOME  machine folders: $XDG_CACHE_HOME/smolvm/vms/<hash>/ [default: ~/.cache]
+  XDG_DATA_HOME   registry: $XDG_DATA_HOME/smolvm/server/smolvm.db [default: ~/.local/share]
+
+Switches (read by `machine start` as the machine's default, and from each exec client's
+environment as a per-exec override — any client, the real smolvm included):
+  FAKE_SMOLVM_BRINGUP_MS             the agent's work before `started`, ms [default: 250]
+  FAKE_SMOLVM_CRUN_MS                crun's set-up after `started` (terminal raw, container not
+                                     yet running), ms [default: 300]
+  FAKE_SMOLVM_COMPAT                 0.8.0: guest PTY 0x0, resizes never reach it [default]
+                                     0.8.1: guest PTY 80x24, the client's resizes applied
+  FAKE_SMOLVM_RACE                   a second exec inside a session's crun window:
+                                     exit1 (config.json torn: crun's message in-band, exit 1) [default],
+                                     sigkill (stale container deleted: exit 137), off
+  FAKE_SMOLVM_SHARED_STDIN           the seeds' first hypothesis, opt-in: an exec sharing a live
+                                     session's terminal as stdin kills it: never [default], tmux, always
   FAKE_SMOLVM_SHARED_STDIN_DELAY_MS  delay before that SIGKILL, ms [default: 100]
 
 Exit codes: 0 ok; 1 `Error: ...`; 2 usage error; exec: the guest's code, 128+N if it died of signal N, 124 on --timeout.";
@@ -52,7 +58,13 @@ enum Top {
 #[derive(Debug, Subcommand)]
 enum MachineCmd {
     /// Create a machine (name `vm-<8 hex>` if omitted).
-    Create { name: Option<String> },
+    Create {
+        name: Option<String>,
+        /// Container image: execs take smolvm's image path (crun, the 0x0 PTY,
+        /// config.json). Without it the machine is bare (`vm_exec`).
+        #[arg(short = 'I', long)]
+        image: Option<String>,
+    },
     /// Start a machine's guest.
     Start(NameArg),
     /// Stop a machine's guest and every process in it.
@@ -143,43 +155,43 @@ pub fn main() -> i32 {
         println!("smolvm {}", compat.version());
         return 0;
     }
-    let home = Home::from_env();
-    let result: Res<()> = match cli.command {
+    let outcome = match cli.command {
         None => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();
             return 2;
         }
         Some(Top::Agent { dir, name }) => return crate::agent::run_agent(dir, name),
-        Some(Top::Machine(cmd)) => match cmd {
-            MachineCmd::Create { name } => lifecycle::create(&home, name),
-            MachineCmd::Start(n) => lifecycle::start(&home, &n.name),
-            MachineCmd::Stop(n) => lifecycle::stop(&home, &n.name),
-            MachineCmd::Status { name, json } => lifecycle::status(&home, &name.name, json),
-            MachineCmd::Delete { name, force } => lifecycle::delete(&home, &name, force),
-            MachineCmd::Ls { json } => lifecycle::ls(&home, json),
-            MachineCmd::Exec(a) => {
-                return client::exec(
-                    &home,
-                    ExecOptions {
-                        name: a.name,
-                        interactive: a.interactive,
-                        tty: a.tty,
-                        env: client::parse_env(&a.env),
-                        workdir: a.workdir,
-                        timeout_ms: a.timeout.map(|d| d.as_millis().max(1) as u64),
-                        argv: a.command,
-                    },
-                )
-            }
-        },
+        Some(Top::Machine(MachineCmd::Exec(a))) => client::exec(ExecOptions {
+            name: a.name,
+            interactive: a.interactive,
+            tty: a.tty,
+            env: client::parse_env(&a.env),
+            workdir: a.workdir,
+            timeout_ms: a.timeout.map(|d| d.as_millis().max(1) as u64),
+            argv: a.command,
+        }),
+        Some(Top::Machine(cmd)) => Env::open().and_then(|env| lifecycle(&env, cmd)).map(|()| 0),
     };
-    match result {
-        Ok(()) => 0,
+    // The one place an outcome becomes an exit code.
+    match outcome {
+        Ok(code) => code,
         Err(f) => {
             eprintln!("{f}");
             f.code
         }
+    }
+}
+
+fn lifecycle(env: &Env, cmd: MachineCmd) -> Res<()> {
+    match cmd {
+        MachineCmd::Create { name, image } => lifecycle::create(env, name, image),
+        MachineCmd::Start(n) => lifecycle::start(env, &n.name),
+        MachineCmd::Stop(n) => lifecycle::stop(env, &n.name),
+        MachineCmd::Status { name, json } => lifecycle::status(env, &name.name, json),
+        MachineCmd::Delete { name, force } => lifecycle::delete(env, &name, force),
+        MachineCmd::Ls { json } => lifecycle::ls(env, json),
+        MachineCmd::Exec(_) => unreachable!("exec is dispatched before the lifecycle commands"),
     }
 }
 
@@ -240,8 +252,10 @@ mod tests {
     #[test]
     fn help_documents_every_switch() {
         for var in [
-            "FAKE_SMOLVM_HOME",
+            "XDG_CACHE_HOME",
+            "XDG_DATA_HOME",
             "FAKE_SMOLVM_BRINGUP_MS",
+            "FAKE_SMOLVM_CRUN_MS",
             "FAKE_SMOLVM_COMPAT",
             "FAKE_SMOLVM_RACE",
             "FAKE_SMOLVM_SHARED_STDIN",

@@ -1,4 +1,5 @@
-//! The exec log: one JSON line per `machine exec`, the harness's assertion surface.
+//! The exec log: one JSON line per exec that reached the agent, written by
+//! the agent, the harness's assertion surface.
 //!
 //! Every exec appends exactly one line to `<machine dir>/exec.log`. Lines from
 //! concurrent execs never interleave: each is written with one `write(2)` on an
@@ -14,59 +15,95 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
-    /// Fault 2: the exec's `config.json` was torn by an overlapping bring-up.
+    /// crun read this exec's `config.json` while another exec rewrote it: exit 1.
     ConfigRace,
-    /// Fault 3: a later exec shared this session's terminal as stdin.
+    /// Another exec found this session's container recorded but not yet
+    /// running and `crun delete -f`'d it as stale: exit 137.
+    StaleKill,
+    /// The seeds' first hypothesis (opt-in): a later exec shared this
+    /// session's terminal as stdin.
     SharedStdin,
+    /// This exec had joined the main container, whose command ended: exit 137.
+    MainExited,
     /// `--timeout` expired.
     Timeout,
 }
 
-/// One exec, as recorded in `exec.log`. See `docs/contracts.md`.
+/// Which agent path served an exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecPath {
+    /// `run`: an image machine (crun).
+    Run,
+    /// `vm_exec`: a bare machine, no container.
+    VmExec,
+}
+
+/// One exec, as recorded in `exec.log` by the agent. See `docs/contracts.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecRecord {
-    /// Host pid of the `fake-smolvm machine exec` process.
+    /// Host pid of the client process (`SO_PEERCRED`).
     pub pid: u32,
-    /// The guest command (what followed `--`).
+    /// The client program's file name (`smolvm`, `fake-smolvm`, …).
+    pub program: String,
+    /// The guest command.
     pub argv: Vec<String>,
-    /// Whether `-t/--tty` was given.
+    /// Whether `-t` was asked for.
     pub tty: bool,
     /// Whether the exec took the interactive path (`-i` or `-t`).
     pub interactive: bool,
-    /// How stdin was connected: `tty:<path>`, `devnull`, `pipe`, `file`, `closed` or `other`.
+    /// `run` or `vm_exec`.
+    pub path: ExecPath,
+    /// Whether it joined a running main container (`crun exec`).
+    pub joined: bool,
+    /// How the client's stdin was connected: `tty:<path>`, `devnull`, `pipe`,
+    /// `file`, `closed` or `other`.
     pub stdin: String,
-    /// Whether the exec's environment had `TMUX`.
+    /// Whether the client's environment had `TMUX`.
     pub tmux: bool,
-    /// Monotonic ms when the exec process started.
+    /// Monotonic ms when the client process started (10 ms resolution).
     pub start_ms: f64,
-    /// Monotonic ms when the guest began the exec's bring-up (`None`: never reached the guest).
+    /// Monotonic ms when the request reached the agent.
     pub bringup_start_ms: Option<f64>,
-    /// Monotonic ms when the bring-up ended and the guest process started.
+    /// Monotonic ms when it touched the machine: `config.json` written and/or
+    /// the main container resolved.
+    pub touched_ms: Option<f64>,
+    /// Monotonic ms when `started` was sent (interactive only).
+    pub started_ms: Option<f64>,
+    /// The crun window (`config.json` written → container running), when
+    /// this exec created a container.
+    pub window_start_ms: Option<f64>,
+    /// End of the crun window.
+    pub window_end_ms: Option<f64>,
+    /// Monotonic ms when the guest command started (`None`: it never did).
     pub bringup_end_ms: Option<f64>,
-    /// Monotonic ms when the exec process finished.
+    /// Monotonic ms when the agent was done with the exec.
     pub end_ms: f64,
-    /// The code the exec process exited with.
+    /// The exit code the agent reported (1 for an `error` response).
     pub exit_code: i32,
-    /// The signal that killed the guest process, if one did.
+    /// The signal that killed the guest command, if one did.
     pub signal: Option<i32>,
     /// The fault that fired for this exec, if any.
     pub fault: Option<Fault>,
-    /// The error message printed (without the `Error: ` prefix), if any.
+    /// The `error` response's message, if the agent sent one.
     pub error: Option<String>,
+    /// Whether the client hung up before the exec ended.
+    pub client_gone: bool,
 }
 
 impl ExecRecord {
-    /// Whether this exec's bring-up window overlaps `other`'s (both must have one).
-    pub fn bringup_overlaps(&self, other: &ExecRecord) -> bool {
-        match (
-            self.bringup_start_ms,
-            self.bringup_end_ms,
-            other.bringup_start_ms,
-            other.bringup_end_ms,
-        ) {
-            (Some(a0), Some(a1), Some(b0), Some(b1)) => a0 < b1 && b0 < a1,
+    /// Whether this exec touched the machine inside `other`'s crun window:
+    /// the interaction that kills or tears a session.
+    pub fn touched_inside_window_of(&self, other: &ExecRecord) -> bool {
+        match (self.touched_ms, other.window_start_ms, other.window_end_ms) {
+            (Some(t), Some(w0), Some(w1)) => w0 < t && t < w1,
             _ => false,
         }
+    }
+
+    /// Whether either exec touched the machine inside the other's crun window.
+    pub fn bringup_overlaps(&self, other: &ExecRecord) -> bool {
+        self.touched_inside_window_of(other) || other.touched_inside_window_of(self)
     }
 
     /// Whether the two execs' lifetimes (`start_ms..end_ms`) overlap.
@@ -182,22 +219,30 @@ pub fn read_settled(
 mod tests {
     use super::*;
 
-    fn record(pid: u32, window: Option<(f64, f64)>) -> ExecRecord {
+    fn record(pid: u32, touched: f64, window: Option<(f64, f64)>) -> ExecRecord {
         ExecRecord {
             pid,
+            program: "smolvm".into(),
             argv: vec!["true".into()],
             tty: false,
             interactive: false,
+            path: ExecPath::Run,
+            joined: false,
             stdin: "devnull".into(),
             tmux: false,
             start_ms: 0.0,
-            bringup_start_ms: window.map(|w| w.0),
-            bringup_end_ms: window.map(|w| w.1),
+            bringup_start_ms: Some(0.0),
+            touched_ms: Some(touched),
+            started_ms: None,
+            window_start_ms: window.map(|w| w.0),
+            window_end_ms: window.map(|w| w.1),
+            bringup_end_ms: None,
             end_ms: 10.0,
             exit_code: 0,
             signal: None,
             fault: None,
             error: None,
+            client_gone: false,
         }
     }
 
@@ -205,11 +250,11 @@ mod tests {
     fn appended_records_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("exec.log");
-        append(&path, &record(1, Some((1.0, 2.0)))).unwrap();
-        append(&path, &record(2, None)).unwrap();
+        append(&path, &record(1, 1.0, Some((1.0, 2.0)))).unwrap();
+        append(&path, &record(2, 3.0, None)).unwrap();
         let records = read(&path).unwrap();
         assert_eq!(records.iter().map(|r| r.pid).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(records[0].bringup_end_ms, Some(2.0));
+        assert_eq!(records[0].window_end_ms, Some(2.0));
     }
 
     #[test]
@@ -223,11 +268,12 @@ mod tests {
     }
 
     #[test]
-    fn overlap_is_strict() {
-        let a = record(1, Some((0.0, 250.0)));
-        assert!(a.bringup_overlaps(&record(2, Some((249.0, 500.0)))));
-        assert!(!a.bringup_overlaps(&record(3, Some((250.0, 500.0)))));
-        assert!(!a.bringup_overlaps(&record(4, None)));
+    fn touching_inside_a_window_is_strict() {
+        let session = record(1, 0.0, Some((0.0, 250.0)));
+        assert!(record(2, 249.0, None).bringup_overlaps(&session));
+        assert!(session.bringup_overlaps(&record(2, 249.0, None)));
+        assert!(!record(3, 250.0, None).bringup_overlaps(&session));
+        assert!(!record(4, 300.0, Some((300.0, 400.0))).bringup_overlaps(&session));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `machine create/start/stop/delete/ls/status`, with smolvm 0.8.0's messages.
+//! `machine create/start/stop/delete/ls/status`, with smolvm 0.8.0's messages,
+//! on smolvm's own host state (`host`, `registry`).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -11,18 +12,38 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::fail::{fail, Res};
-use crate::machine::{self, Home, Meta};
+use crate::host::{Host, MachineDir};
+use crate::machine;
+use crate::registry::{Record, Registry, State};
 
 /// How long `machine start` waits for the guest to report readiness.
 const START_DEADLINE: Duration = Duration::from_secs(10);
-/// How long `machine stop` waits for the guest init to disappear.
+/// How long `machine stop` waits for the guest to disappear.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
 /// Longest socket path a `sockaddr_un` holds.
 const MAX_SOCKET_PATH: usize = 107;
 
-/// `machine create [NAME]`.
-pub fn create(home: &Home, name: Option<String>) -> Res<()> {
-    home.ensure()?;
+/// The state folders and the registry, opened.
+pub struct Env {
+    host: Host,
+    registry: Registry,
+}
+
+impl Env {
+    /// Resolves the folders from the environment and opens the registry.
+    pub fn open() -> Res<Env> {
+        let host = Host::from_env()?;
+        let registry = Registry::open(&host.registry_path())?;
+        Ok(Env { host, registry })
+    }
+
+    fn dir(&self, name: &str) -> MachineDir {
+        MachineDir(self.host.machine_dir(name))
+    }
+}
+
+/// `machine create [NAME] [--image IMAGE]`: no image is a bare machine.
+pub fn create(env: &Env, name: Option<String>, image: Option<String>) -> Res<()> {
     let name = match name {
         Some(n) => n,
         None => {
@@ -30,66 +51,65 @@ pub fn create(home: &Home, name: Option<String>) -> Res<()> {
         }
     };
     machine::validate_name(&name)?;
-    let dir = home.machine_dir(&name);
-    if machine::load(&dir).is_some() {
+    if env.registry.get(&name)?.is_some() {
         return Err(fail(format!("machine '{name}' already exists")));
     }
-    fs::create_dir_all(&dir).map_err(|e| {
-        fail(format!(
-            "cannot create machine folder {}: {e}",
-            dir.display()
-        ))
-    })?;
-    machine::save(
-        &dir,
-        &Meta {
-            name: name.clone(),
-            state: "created".into(),
-            created: machine::now_secs(),
-        },
-    )?;
+    env.host.ensure_machine_dir(&name)?;
+    env.registry
+        .put(&Record::new(&name, image, machine::now_secs()))?;
     println!("Created machine: {name}");
     Ok(())
 }
 
-/// `machine start [-n NAME]`.
-pub fn start(home: &Home, name: &str) -> Res<()> {
-    home.ensure()?;
-    let (dir, mut meta) = machine::require(home, name)?;
-    if let (state, Some(pid)) = machine::effective_state(&dir, &meta) {
-        if state == "running" {
-            println!("Machine '{name}' is already running (PID: {pid})");
+/// The agent's processes, when they run.
+struct Live {
+    front: i32,
+    guest: Option<i32>,
+}
+
+fn live(dir: &MachineDir) -> Option<Live> {
+    let text = fs::read_to_string(dir.agent_pid()).ok()?;
+    let mut lines = text.lines();
+    let front: i32 = lines.next()?.trim().parse().ok()?;
+    let ticks = lines.next().and_then(|t| t.trim().parse().ok());
+    machine::is_live_agent(front, ticks).then(|| Live {
+        front,
+        guest: machine::read_pid(&dir.guest_pid()),
+    })
+}
+
+/// `machine start [--name NAME]`.
+pub fn start(env: &Env, name: &str) -> Res<()> {
+    let mut rec = env.registry.require(name)?;
+    let dir = MachineDir(env.host.ensure_machine_dir(name)?);
+    if let Some(l) = live(&dir) {
+        if crate::agent::answers_ping(dir.path()) {
+            println!("Machine '{name}' is already running (PID: {})", l.front);
             return Ok(());
         }
-        // Unreachable: a live agent that does not answer. Replace it.
-        stop_agent(&dir, pid)?;
+        // A live agent that does not answer: replace it.
+        stop_agent(&dir, &l)?;
     }
-    let sock = dir.join("agent.sock");
-    if sock.as_os_str().len() > MAX_SOCKET_PATH {
+    if dir.socket().as_os_str().len() > MAX_SOCKET_PATH {
         return Err(fail(format!(
-            "machine folder path too long for a Unix socket ({} > {MAX_SOCKET_PATH} bytes): {}; use a shorter FAKE_SMOLVM_HOME",
-            sock.as_os_str().len(),
-            sock.display()
+            "machine folder path too long for a Unix socket ({} > {MAX_SOCKET_PATH} bytes): {}; use a shorter XDG_CACHE_HOME",
+            dir.socket().as_os_str().len(),
+            dir.socket().display()
         )));
     }
     eprintln!("Starting machine '{name}'...");
-    for f in ["agent.sock", "agent.pid"] {
-        let _ = fs::remove_file(dir.join(f));
+    for f in [dir.socket(), dir.agent_pid(), dir.guest_pid()] {
+        let _ = fs::remove_file(f);
     }
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("agent.log"))
-        .map_err(|e| {
-            fail(format!(
-                "cannot open {}: {e}",
-                dir.join("agent.log").display()
-            ))
-        })?;
+        .open(dir.agent_log())
+        .map_err(|e| fail(format!("cannot open {}: {e}", dir.agent_log().display())))?;
     let exe = std::env::current_exe().map_err(|e| fail(format!("cannot find own binary: {e}")))?;
     let mut cmd = Command::new(exe);
     cmd.arg("__agent")
-        .arg(&dir)
+        .arg(dir.path())
         .arg(name)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -115,86 +135,111 @@ pub fn start(home: &Home, name: &str) -> Res<()> {
         let _ = child.kill();
         "error the guest did not report readiness in time".into()
     });
-    let _ = child.wait();
     let line = line.trim();
     if let Some(pid) = line.strip_prefix("ready ") {
-        meta.state = "running".into();
-        machine::save(&dir, &meta)?;
+        // The agent goes on as the machine's front: not ours to wait for.
+        drop(child);
+        rec.state = State::Running;
+        rec.pid = pid.parse().ok();
+        env.registry.put(&rec)?;
         println!("Machine '{name}' running (PID: {pid})");
         Ok(())
     } else {
+        let _ = child.wait();
         let why = line
             .strip_prefix("error ")
             .map(str::to_owned)
             .unwrap_or_else(|| {
                 format!(
                     "the guest agent exited before it was ready; see {}",
-                    dir.join("agent.log").display()
+                    dir.agent_log().display()
                 )
             });
-        if let Some(pid) = machine::agent_pid(&dir) {
-            let _ = stop_agent(&dir, pid);
-        }
-        meta.state = "failed".into();
-        let _ = machine::save(&dir, &meta);
+        rec.state = State::Failed;
+        rec.pid = None;
+        let _ = env.registry.put(&rec);
         Err(fail(format!("failed to start machine '{name}': {why}")))
     }
 }
 
-/// Kills the guest init (and so every guest process) and waits until it is gone.
-fn stop_agent(dir: &std::path::Path, pid: i32) -> Res<()> {
-    if machine::is_live_agent(pid) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        let deadline = Instant::now() + STOP_DEADLINE;
+/// Kills the agent (its keeper and the guest init die with it) and waits
+/// until every one of them is gone.
+fn stop_agent(dir: &MachineDir, l: &Live) -> Res<()> {
+    let _ = kill(Pid::from_raw(l.front), Signal::SIGKILL);
+    if let Some(g) = l.guest {
+        // Why also directly: the guest must be gone even if the
+        // parent-death chain were broken.
+        let _ = kill(Pid::from_raw(g), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + STOP_DEADLINE;
+    for pid in std::iter::once(l.front).chain(l.guest) {
         while !machine::has_exited(pid) {
             if Instant::now() >= deadline {
                 return Err(fail(format!(
-                    "guest init (PID: {pid}) did not exit after SIGKILL"
+                    "agent process {pid} did not exit after SIGKILL"
                 )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    for f in ["agent.sock", "agent.pid"] {
-        let _ = fs::remove_file(dir.join(f));
+    for f in [dir.socket(), dir.agent_pid(), dir.guest_pid()] {
+        let _ = fs::remove_file(f);
     }
     Ok(())
 }
 
-/// `machine stop [-n NAME]`.
-pub fn stop(home: &Home, name: &str) -> Res<()> {
-    let (dir, mut meta) = machine::require(home, name)?;
-    let (state, pid) = machine::effective_state(&dir, &meta);
-    let Some(pid) = pid else {
+/// `machine stop [--name NAME]`.
+pub fn stop(env: &Env, name: &str) -> Res<()> {
+    let mut rec = env.registry.require(name)?;
+    let dir = env.dir(name);
+    let Some(l) = live(&dir) else {
+        let state = effective(&dir, &rec).0;
         println!("Machine '{name}' is not running (state: {state})");
-        if meta.state == "running" {
-            meta.state = "stopped".into();
-            let _ = machine::save(&dir, &meta);
+        if rec.state == State::Running {
+            rec.state = State::Stopped;
+            rec.pid = None;
+            let _ = env.registry.put(&rec);
         }
         return Ok(());
     };
     eprintln!("Stopping machine '{name}'...");
-    stop_agent(&dir, pid)?;
-    meta.state = "stopped".into();
-    machine::save(&dir, &meta)?;
+    stop_agent(&dir, &l)?;
+    rec.state = State::Stopped;
+    rec.pid = None;
+    env.registry.put(&rec)?;
     println!("Stopped machine: {name}");
     Ok(())
 }
 
 /// `machine delete NAME [-f]`.
-pub fn delete(home: &Home, name: &str, force: bool) -> Res<()> {
-    let (dir, meta) = machine::require(home, name)?;
-    if let (_, Some(pid)) = machine::effective_state(&dir, &meta) {
+pub fn delete(env: &Env, name: &str, force: bool) -> Res<()> {
+    env.registry.require(name)?;
+    let dir = env.dir(name);
+    if let Some(l) = live(&dir) {
         if !force {
             return Err(fail(format!(
                 "machine '{name}' is running; stop it first or use --force"
             )));
         }
-        stop_agent(&dir, pid)?;
+        stop_agent(&dir, &l)?;
     }
-    fs::remove_dir_all(&dir).map_err(|e| fail(format!("cannot delete {}: {e}", dir.display())))?;
+    if dir.path().exists() {
+        fs::remove_dir_all(dir.path())
+            .map_err(|e| fail(format!("cannot delete {}: {e}", dir.path().display())))?;
+    }
+    env.registry.delete(name)?;
     println!("Deleted machine: {name}");
     Ok(())
+}
+
+/// The state `ls`/`status` report, and the agent pid when running.
+fn effective(dir: &MachineDir, rec: &Record) -> (String, Option<i32>) {
+    match live(dir) {
+        Some(l) if crate::agent::answers_ping(dir.path()) => ("running".into(), Some(l.front)),
+        Some(l) => ("unreachable".into(), Some(l.front)),
+        None if rec.state == State::Running => ("stopped".into(), None),
+        None => (rec.state.word().into(), None),
+    }
 }
 
 /// One row of `ls`/`status`.
@@ -203,30 +248,27 @@ struct Row {
     name: String,
     state: String,
     pid: Option<i32>,
+    image: Option<String>,
 }
 
-fn row(home: &Home, name: &str) -> Res<Row> {
-    let (dir, meta) = machine::require(home, name)?;
-    let (state, pid) = machine::effective_state(&dir, &meta);
-    Ok(Row {
-        name: meta.name,
+fn row(env: &Env, rec: Record) -> Row {
+    let (state, pid) = effective(&env.dir(&rec.name), &rec);
+    Row {
+        name: rec.name,
         state,
         pid,
-    })
+        image: rec.image,
+    }
 }
 
 /// `machine ls [--json]`.
-pub fn ls(home: &Home, json: bool) -> Res<()> {
-    let mut names: Vec<String> = match fs::read_dir(home.vms()) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("machine.json").is_file())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    names.sort();
-    let rows: Vec<Row> = names.iter().filter_map(|n| row(home, n).ok()).collect();
+pub fn ls(env: &Env, json: bool) -> Res<()> {
+    let rows: Vec<Row> = env
+        .registry
+        .all()?
+        .into_iter()
+        .map(|r| row(env, r))
+        .collect();
     if json {
         println!(
             "{}",
@@ -235,18 +277,19 @@ pub fn ls(home: &Home, json: bool) -> Res<()> {
     } else if rows.is_empty() {
         println!("No machines found");
     } else {
-        println!("{:<24} {:<12} PID", "NAME", "STATE");
+        println!("{:<24} {:<12} {:<8} IMAGE", "NAME", "STATE", "PID");
         for r in rows {
             let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-            println!("{:<24} {:<12} {pid}", r.name, r.state);
+            let image = r.image.as_deref().unwrap_or("(bare)");
+            println!("{:<24} {:<12} {pid:<8} {image}", r.name, r.state);
         }
     }
     Ok(())
 }
 
-/// `machine status [-n NAME] [--json]`.
-pub fn status(home: &Home, name: &str, json: bool) -> Res<()> {
-    let r = row(home, name)?;
+/// `machine status [--name NAME] [--json]`.
+pub fn status(env: &Env, name: &str, json: bool) -> Res<()> {
+    let r = row(env, env.registry.require(name)?);
     if json {
         println!(
             "{}",

@@ -1,14 +1,6 @@
-//! Fault 2: the one `config.json` every exec rewrites, and the bring-up ledger
-//! that decides, deterministically, how concurrent writes land.
-//!
-//! Model: smolvm 0.8.0's guest agent truncates and rewrites the bundle's
-//! `config.json` (no lock) at the start of each exec's bring-up and loads it at
-//! the end. When a second exec starts its bring-up while one is in flight, its
-//! truncate lands before the first writer's write, so the file ends up holding
-//! both documents one after the other and every load in the overlap fails with
-//! "trailing garbage". Without overlap the file holds exactly one document.
-
-use std::collections::BTreeMap;
+//! The OCI bundle's `config.json`: the document each exec writes, crun's
+//! load of it, and crun's message when another exec's write tore it (who
+//! tears whom is decided by `agent::timeline`).
 
 /// One exec's OCI runtime config, written single-line like smolvm's agent does.
 pub fn config_document(
@@ -68,39 +60,13 @@ pub fn garbage_excerpt(rest: &str) -> String {
     format!("{cut} … }}")
 }
 
-/// The set of execs whose bring-up is in flight on one machine.
-#[derive(Debug, Default)]
-pub struct Ledger {
-    in_flight: BTreeMap<u64, bool>,
-}
-
-/// How a bring-up must write the file, decided by [`Ledger::begin`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Alone: truncate and write.
-    Truncate,
-    /// Overlapping: the document ends up after the in-flight writer's.
-    Append,
-}
-
-impl Ledger {
-    /// Registers exec `id`'s bring-up start; marks every in-flight bring-up
-    /// (and this one) as overlapped when there is more than one.
-    pub fn begin(&mut self, id: u64) -> WriteMode {
-        if self.in_flight.is_empty() {
-            self.in_flight.insert(id, false);
-            WriteMode::Truncate
-        } else {
-            self.in_flight.values_mut().for_each(|o| *o = true);
-            self.in_flight.insert(id, true);
-            WriteMode::Append
-        }
-    }
-
-    /// Ends exec `id`'s bring-up; returns whether it overlapped another.
-    pub fn end(&mut self, id: u64) -> bool {
-        self.in_flight.remove(&id).unwrap_or(false)
-    }
+/// What crun prints when it read `mine` while another exec rewrote the file
+/// with `theirs` (truncate, then write: crun's reader sees a complete
+/// document followed by more).
+pub fn tear_message(mine: &str, theirs: &str) -> String {
+    load_config(&format!("{mine}{theirs}"))
+        .err()
+        .unwrap_or_else(|| "load `config.json`: parse error: trailing garbage".into())
 }
 
 #[cfg(test)]
@@ -156,25 +122,10 @@ mod tests {
     }
 
     #[test]
-    fn ledger_alone_never_overlaps() {
-        let mut l = Ledger::default();
-        for id in 0..10 {
-            assert_eq!(l.begin(id), WriteMode::Truncate);
-            assert!(!l.end(id));
-        }
-    }
-
-    #[test]
-    fn ledger_overlap_marks_both_sides_and_chains() {
-        let mut l = Ledger::default();
-        assert_eq!(l.begin(1), WriteMode::Truncate);
-        assert_eq!(l.begin(2), WriteMode::Append);
-        assert!(l.end(1));
-        // 3 starts while 2 is still in flight: it overlaps 2.
-        assert_eq!(l.begin(3), WriteMode::Append);
-        assert!(l.end(2));
-        assert!(l.end(3));
-        assert_eq!(l.begin(4), WriteMode::Truncate);
-        assert!(!l.end(4));
+    fn a_tear_is_the_seeds_message() {
+        assert_eq!(
+            tear_message(&doc("1"), &doc("2")),
+            "load `config.json`: parse error: trailing garbage { \"ociVersion\": \"1.0.2\", … }"
+        );
     }
 }

@@ -1,31 +1,29 @@
 //! The fake's environment switches (`FAKE_SMOLVM_*`): parsing and defaults.
 //!
 //! Every switch is read twice: by `machine start` (the machine's default,
-//! inherited by the agent) and by `machine exec` (a per-exec override sent in
-//! the `run` request). The exec's value wins; see the crate README.
+//! inherited by the agent) and, per exec, from the environment of the client
+//! process that connected (read by the agent from `/proc/<pid>/environ`, so
+//! any client, the real smolvm included, can set them). The exec's value
+//! wins; see the crate README.
 
 use serde::{Deserialize, Serialize};
 
-/// `FAKE_SMOLVM_HOME`: where machine folders live.
-pub const ENV_HOME: &str = "FAKE_SMOLVM_HOME";
-/// `FAKE_SMOLVM_BRINGUP_MS`: length of each exec's bring-up window.
+/// `FAKE_SMOLVM_BRINGUP_MS`: the agent's work before `started` (overlay, mounts).
 pub const ENV_BRINGUP_MS: &str = "FAKE_SMOLVM_BRINGUP_MS";
+/// `FAKE_SMOLVM_CRUN_MS`: crun's set-up after `started`, before the container runs.
+pub const ENV_CRUN_MS: &str = "FAKE_SMOLVM_CRUN_MS";
 /// `FAKE_SMOLVM_COMPAT`: `0.8.0` (bugs) or `0.8.1` (size forwarding fixed).
 pub const ENV_COMPAT: &str = "FAKE_SMOLVM_COMPAT";
-/// `FAKE_SMOLVM_RACE`: what the config.json race does to a torn exec.
+/// `FAKE_SMOLVM_RACE`: what a second exec inside a session's crun window does to it.
 pub const ENV_RACE: &str = "FAKE_SMOLVM_RACE";
-/// `FAKE_SMOLVM_SHARED_STDIN`: when the shared-stdin abort fires.
+/// `FAKE_SMOLVM_SHARED_STDIN`: the seeds' first hypothesis, opt-in.
 pub const ENV_SHARED_STDIN: &str = "FAKE_SMOLVM_SHARED_STDIN";
 /// `FAKE_SMOLVM_SHARED_STDIN_DELAY_MS`: delay before the earlier session is killed.
 pub const ENV_SHARED_STDIN_DELAY_MS: &str = "FAKE_SMOLVM_SHARED_STDIN_DELAY_MS";
-/// `FAKE_SMOLVM_TEST_DIE_BEFORE_LOG`: test-only, hidden from `--help`. `1`
-/// makes `machine exec` SIGKILL itself right after the agent's final response
-/// arrives, before it writes its exec.log line, so tests can exercise the
-/// agent's fallback record deterministically.
-pub const ENV_TEST_DIE_BEFORE_LOG: &str = "FAKE_SMOLVM_TEST_DIE_BEFORE_LOG";
-
-/// Default bring-up window, in ms.
+/// Default bring-up before `started`, in ms.
 pub const DEFAULT_BRINGUP_MS: u64 = 250;
+/// Default crun set-up window after `started`, in ms.
+pub const DEFAULT_CRUN_MS: u64 = 300;
 /// Default delay of the shared-stdin SIGKILL, in ms.
 pub const DEFAULT_SHARED_STDIN_DELAY_MS: u64 = 100;
 
@@ -51,29 +49,36 @@ impl Compat {
     }
 }
 
-/// What the config.json race does to a torn exec (`FAKE_SMOLVM_RACE`).
+/// What a second exec that reaches the machine inside a session's crun
+/// window does to that session (`FAKE_SMOLVM_RACE`). Both outcomes apply in
+/// the real agent (its `config.json` write tears crun's read; its
+/// `resolve_main_container` deletes the not-yet-running container); which one
+/// wins depends on how far crun got, so the switch chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RaceMode {
-    /// `Error: load ...` and exit 1.
+    /// crun's load of the torn `config.json` fails: its message in-band, exit 1.
     #[default]
     Exit1,
-    /// The guest process is started and SIGKILLed at once: exit 137.
+    /// `crun delete -f` of the "stale" container: the session exits 137.
     Sigkill,
-    /// No fault: torn files are tolerated.
+    /// No fault: torn files and stale deletes are tolerated.
     Off,
 }
 
-/// When the shared-stdin abort fires (`FAKE_SMOLVM_SHARED_STDIN`).
+/// When the shared-stdin abort fires (`FAKE_SMOLVM_SHARED_STDIN`): what the
+/// seeds first believed (a second exec sharing the session's terminal as
+/// stdin, in tmux, kills it). smolvm's code has no such path, so it is off
+/// unless asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SharedStdinMode {
     /// Only when the newer exec's environment has `TMUX`.
-    #[default]
     Tmux,
     /// Whenever two execs share a terminal as stdin.
     Always,
-    /// Never.
+    /// Never (the default: not what smolvm does).
+    #[default]
     Never,
 }
 
@@ -93,6 +98,8 @@ impl SharedStdinMode {
 pub struct Switches {
     /// `FAKE_SMOLVM_BRINGUP_MS`.
     pub bringup_ms: Option<u64>,
+    /// `FAKE_SMOLVM_CRUN_MS`.
+    pub crun_ms: Option<u64>,
     /// `FAKE_SMOLVM_COMPAT`.
     pub compat: Option<Compat>,
     /// `FAKE_SMOLVM_RACE`.
@@ -106,8 +113,10 @@ pub struct Switches {
 /// Switches with every default applied.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Resolved {
-    /// Bring-up window, ms.
+    /// Bring-up before `started`, ms.
     pub bringup_ms: u64,
+    /// crun window after `started`, ms.
+    pub crun_ms: u64,
     /// Behaviour version.
     pub compat: Compat,
     /// Race outcome.
@@ -126,6 +135,9 @@ impl Switches {
         Ok(Switches {
             bringup_ms: get(ENV_BRINGUP_MS)
                 .map(|v| parse_ms(ENV_BRINGUP_MS, &v))
+                .transpose()?,
+            crun_ms: get(ENV_CRUN_MS)
+                .map(|v| parse_ms(ENV_CRUN_MS, &v))
                 .transpose()?,
             compat: get(ENV_COMPAT).map(|v| parse_compat(&v)).transpose()?,
             race: get(ENV_RACE).map(|v| parse_race(&v)).transpose()?,
@@ -147,6 +159,7 @@ impl Switches {
     pub fn or(&self, fallback: &Switches) -> Switches {
         Switches {
             bringup_ms: self.bringup_ms.or(fallback.bringup_ms),
+            crun_ms: self.crun_ms.or(fallback.crun_ms),
             compat: self.compat.or(fallback.compat),
             race: self.race.or(fallback.race),
             shared_stdin: self.shared_stdin.or(fallback.shared_stdin),
@@ -160,6 +173,7 @@ impl Switches {
     pub fn resolve(&self) -> Resolved {
         Resolved {
             bringup_ms: self.bringup_ms.unwrap_or(DEFAULT_BRINGUP_MS),
+            crun_ms: self.crun_ms.unwrap_or(DEFAULT_CRUN_MS),
             compat: self.compat.unwrap_or_default(),
             race: self.race.unwrap_or_default(),
             shared_stdin: self.shared_stdin.unwrap_or_default(),
@@ -227,9 +241,10 @@ mod tests {
         assert_eq!(s, Switches::default());
         let r = s.resolve();
         assert_eq!(r.bringup_ms, 250);
+        assert_eq!(r.crun_ms, 300);
         assert_eq!(r.compat, Compat::V080);
         assert_eq!(r.race, RaceMode::Exit1);
-        assert_eq!(r.shared_stdin, SharedStdinMode::Tmux);
+        assert_eq!(r.shared_stdin, SharedStdinMode::Never);
         assert_eq!(r.shared_stdin_delay_ms, 100);
     }
 
@@ -237,6 +252,7 @@ mod tests {
     fn every_value_parses() {
         let s = Switches::from_lookup(lookup(&[
             (ENV_BRINGUP_MS, "400"),
+            (ENV_CRUN_MS, "1500"),
             (ENV_COMPAT, "0.8.1"),
             (ENV_RACE, "sigkill"),
             (ENV_SHARED_STDIN, "never"),
@@ -248,6 +264,7 @@ mod tests {
             s,
             Resolved {
                 bringup_ms: 400,
+                crun_ms: 1500,
                 compat: Compat::V081,
                 race: RaceMode::Sigkill,
                 shared_stdin: SharedStdinMode::Never,

@@ -1,26 +1,32 @@
-//! How the client's stdin is connected (the exec log's `stdin` field), and the
-//! terminal's identity used by the shared-stdin fault.
+//! How a client's stdin is connected (the exec log's `stdin` field) and the
+//! terminal's identity, read from `/proc/<pid>/fd/0` without opening it.
+//!
+//! Why without opening: the agent must never touch a host terminal; the
+//! link's target and `stat` say all it needs.
 
-use std::os::fd::BorrowedFd;
+use std::path::Path;
 
-use nix::sys::stat::{fstat, stat, SFlag};
+use nix::sys::stat::{stat, SFlag};
+use serde::{Deserialize, Serialize};
 
-use crate::wire::StdinInfo;
+/// How the client's stdin is connected, and which terminal it is if it is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdinInfo {
+    /// `tty:<path>`, `devnull`, `pipe`, `file`, `closed` or `other`.
+    pub kind: String,
+    /// `st_rdev` of the terminal, when stdin is one: the terminal's identity.
+    pub tty_rdev: Option<u64>,
+}
 
-/// What `fstat(0)` (and `isatty`) said about stdin.
+/// What `stat` said about the file behind fd 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
-    /// fd 0 is not open (EBADF).
+    /// fd 0 is not open (or the process is gone).
     Closed,
-    /// A terminal, with its path and `st_rdev`.
-    Tty {
-        /// `ttyname(0)`, or `?` when it has none.
-        path: String,
-        /// Device number: the terminal's identity.
-        rdev: u64,
-    },
-    /// A character device that is not a terminal.
+    /// A character device, with the link's target.
     CharDevice {
+        /// Where `/proc/<pid>/fd/0` points.
+        path: String,
         /// Device number.
         rdev: u64,
     },
@@ -34,13 +40,23 @@ pub enum Probe {
     Other,
 }
 
+/// Whether a character device number is a terminal: Unix98 PTY slaves
+/// (majors 136–143), virtual consoles and serial ports (4), `/dev/tty` and
+/// `/dev/console` (5).
+fn is_terminal_device(rdev: u64) -> bool {
+    let major = nix::sys::stat::major(rdev);
+    (136..=143).contains(&major) || major == 4 || major == 5
+}
+
 /// Turns a probe into the exec log's `stdin` value and the terminal identity.
 /// `devnull_rdev` is `st_rdev` of `/dev/null`, if it could be read.
 pub fn classify(probe: &Probe, devnull_rdev: Option<u64>) -> StdinInfo {
     let (kind, tty_rdev) = match probe {
         Probe::Closed => ("closed".to_string(), None),
-        Probe::Tty { path, rdev } => (format!("tty:{path}"), Some(*rdev)),
-        Probe::CharDevice { rdev } if Some(*rdev) == devnull_rdev => ("devnull".into(), None),
+        Probe::CharDevice { rdev, .. } if Some(*rdev) == devnull_rdev => ("devnull".into(), None),
+        Probe::CharDevice { path, rdev } if is_terminal_device(*rdev) => {
+            (format!("tty:{path}"), Some(*rdev))
+        }
         Probe::CharDevice { .. } | Probe::Other => ("other".into(), None),
         Probe::Fifo | Probe::Socket => ("pipe".into(), None),
         Probe::Regular => ("file".into(), None),
@@ -48,25 +64,19 @@ pub fn classify(probe: &Probe, devnull_rdev: Option<u64>) -> StdinInfo {
     StdinInfo { kind, tty_rdev }
 }
 
-/// Probes this process's fd 0.
-pub fn probe_stdin() -> Probe {
-    // SAFETY: fd 0 is only borrowed for the duration of these calls; if it is
-    // closed, fstat reports EBADF, which is what we want to detect.
-    let fd = unsafe { BorrowedFd::borrow_raw(0) };
-    let st = match fstat(fd) {
-        Ok(st) => st,
-        Err(_) => return Probe::Closed,
+/// Probes what `fd_link` (e.g. `/proc/<pid>/fd/0`) refers to.
+pub fn probe(fd_link: &Path) -> Probe {
+    let Ok(st) = stat(fd_link) else {
+        return Probe::Closed;
     };
     let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-    let rdev = st.st_rdev;
     match fmt {
-        SFlag::S_IFCHR if nix::unistd::isatty(fd).unwrap_or(false) => Probe::Tty {
-            path: nix::unistd::ttyname(fd)
+        SFlag::S_IFCHR => Probe::CharDevice {
+            path: std::fs::read_link(fd_link)
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "?".into()),
-            rdev,
+            rdev: st.st_rdev,
         },
-        SFlag::S_IFCHR => Probe::CharDevice { rdev },
         SFlag::S_IFIFO => Probe::Fifo,
         SFlag::S_IFSOCK => Probe::Socket,
         SFlag::S_IFREG => Probe::Regular,
@@ -79,9 +89,12 @@ pub fn devnull_rdev() -> Option<u64> {
     stat("/dev/null").ok().map(|st| st.st_rdev)
 }
 
-/// Probes and classifies this process's stdin.
-pub fn stdin_info() -> StdinInfo {
-    classify(&probe_stdin(), devnull_rdev())
+/// Probes and classifies the stdin of process `pid`.
+pub fn of_pid(pid: u32) -> StdinInfo {
+    classify(
+        &probe(Path::new(&format!("/proc/{pid}/fd/0"))),
+        devnull_rdev(),
+    )
 }
 
 #[cfg(test)]
@@ -90,11 +103,15 @@ mod tests {
 
     #[test]
     fn every_kind_classifies() {
-        let null = Some(259);
+        let null = Some(nix::sys::stat::makedev(1, 3));
         let k = |p: Probe| classify(&p, null).kind;
         assert_eq!(k(Probe::Closed), "closed");
-        assert_eq!(k(Probe::CharDevice { rdev: 259 }), "devnull");
-        assert_eq!(k(Probe::CharDevice { rdev: 1 }), "other");
+        let dev = |major, minor| Probe::CharDevice {
+            path: "/dev/x".into(),
+            rdev: nix::sys::stat::makedev(major, minor),
+        };
+        assert_eq!(k(dev(1, 3)), "devnull");
+        assert_eq!(k(dev(1, 5)), "other");
         assert_eq!(k(Probe::Fifo), "pipe");
         assert_eq!(k(Probe::Socket), "pipe");
         assert_eq!(k(Probe::Regular), "file");
@@ -102,26 +119,27 @@ mod tests {
     }
 
     #[test]
-    fn tty_carries_path_and_identity() {
+    fn a_pty_slave_carries_path_and_identity() {
+        let rdev = nix::sys::stat::makedev(136, 4);
         let info = classify(
-            &Probe::Tty {
+            &Probe::CharDevice {
                 path: "/dev/pts/4".into(),
-                rdev: 34820,
+                rdev,
             },
             None,
         );
         assert_eq!(info.kind, "tty:/dev/pts/4");
-        assert_eq!(info.tty_rdev, Some(34820));
+        assert_eq!(info.tty_rdev, Some(rdev));
     }
 
     #[test]
-    fn this_process_stdin_probes_without_panicking() {
-        // Whatever cargo gave us, the probe must produce a known kind.
-        let info = stdin_info();
+    fn our_own_stdin_and_a_dead_pid_probe_without_panicking() {
+        let info = of_pid(std::process::id());
         assert!(
             ["closed", "devnull", "pipe", "file", "other"].contains(&info.kind.as_str())
                 || info.kind.starts_with("tty:"),
             "{info:?}"
         );
+        assert_eq!(of_pid(u32::MAX).kind, "closed");
     }
 }

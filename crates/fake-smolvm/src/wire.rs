@@ -1,157 +1,165 @@
-//! The host <-> agent protocol: 4-byte big-endian length + one JSON message.
+//! smolvm 0.8.0's host <-> agent protocol (crate `smolvm-protocol` at v0.8.0,
+//! `src/lib.rs`): frames of a 4-byte big-endian length + one JSON message.
 //!
-//! Byte payloads (stdin, stdout, stderr) travel base64-encoded so any bytes,
-//! not only UTF-8, survive the JSON.
+//! Requests are tagged `"method"`, responses `"status"`, both snake_case;
+//! byte fields are base64 strings; unknown extra fields (the client's
+//! `trace_id`, say) are ignored, as serde does in smolvm.
 
 use std::io::{self, Read, Write};
 
 use base64::Engine as _;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::exec_log::Fault;
-use crate::settings::{Compat, Switches};
+/// Largest frame either side accepts (`MAX_FRAME_SIZE`, lib.rs:49: 32 MiB).
+pub const MAX_FRAME: usize = 32 * 1024 * 1024;
 
-/// Largest frame either side accepts (16 MiB): a guard against a corrupt length.
-pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Protocol version the agent answers `ping` with.
+pub const PROTOCOL_VERSION: u32 = 1;
 
-/// How the client's stdin is connected, and which terminal it is if it is one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StdinInfo {
-    /// `tty:<path>`, `devnull`, `pipe`, `file`, `closed` or `other`.
-    pub kind: String,
-    /// `st_rdev` of the terminal, when stdin is one: the terminal's identity.
-    pub tty_rdev: Option<u64>,
+/// Bytes that travel as a base64 string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
 }
 
-/// The first request of every connection: run one command in the guest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRequest {
-    /// The guest command.
-    pub argv: Vec<String>,
-    /// `KEY=VALUE` entries from `-e` (already filtered).
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Bytes)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// What `run` and `vm_exec` ask for; one shape for both (`vm_exec` has no
+/// image and no overlay).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// The container image (`run` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// `-e` entries.
+    #[serde(default)]
     pub env: Vec<(String, String)>,
-    /// `-w`, if given.
+    /// `-w`.
+    #[serde(default)]
     pub workdir: Option<String>,
-    /// `-i` or `-t`: the interactive path.
-    pub interactive: bool,
-    /// `-t`: a guest PTY.
-    pub tty: bool,
-    /// The client's stdin.
-    pub stdin: StdinInfo,
-    /// Whether the client's environment has `TMUX`.
-    pub tmux: bool,
-    /// The client's `TERM`, passed to a `-t` guest process.
-    pub term: Option<String>,
-    /// Host pid of the client.
-    pub client_pid: u32,
-    /// Monotonic ms when the client started.
-    pub start_ms: f64,
-    /// `--timeout`, in ms.
+    /// `--timeout`, ms.
+    #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// The client's `FAKE_SMOLVM_*` switches (override the machine's).
-    pub switches: Switches,
+    /// `-i` or `-t`.
+    #[serde(default)]
+    pub interactive: bool,
+    /// `-t`.
+    #[serde(default)]
+    pub tty: bool,
+    /// The machine name: one persistent overlay (and one `config.json`) per machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_overlay_id: Option<String>,
 }
 
-/// Host -> agent.
+/// Host -> agent (`AgentRequest`, lib.rs:136, the methods the exec path uses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "method", rename_all = "snake_case")]
 pub enum Request {
-    /// Start an exec.
-    Run(Box<RunRequest>),
-    /// Bytes for the guest process's stdin (base64); empty = EOF.
-    Stdin {
-        /// base64 bytes.
-        data: String,
+    /// Liveness probe; answered with `pong`.
+    Ping,
+    /// Whether an image is present (the client ignores any failure).
+    Query {
+        /// The image.
+        image: String,
     },
-    /// The host terminal's size (only sent under compat 0.8.1).
+    /// Run a command in the machine's image container.
+    Run(ExecRequest),
+    /// Run a command directly in the VM (bare machines).
+    VmExec(ExecRequest),
+    /// Bytes for the command's stdin; empty = EOF.
+    Stdin {
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The host terminal's size.
     Resize {
         /// Columns.
         cols: u16,
         /// Rows.
         rows: u16,
     },
-    /// The client has appended this exec's exec.log line; sent after the final
-    /// response, just before the client closes the connection. Without it the
-    /// agent writes the line itself, so every exec that reached the agent is
-    /// logged exactly once even if the client dies between the two.
-    Logged,
+    /// Any method the fake does not serve.
+    #[serde(other)]
+    Unknown,
 }
 
-/// Agent -> host.
+/// Agent -> host (`AgentResponse`, lib.rs:369).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Response {
-    /// Interactive: bring-up done, the guest process runs.
-    Started {
-        /// Monotonic ms, bring-up start.
-        bringup_start_ms: f64,
-        /// Monotonic ms, bring-up end.
-        bringup_end_ms: f64,
-        /// The behaviour in effect: the client forwards sizes only under 0.8.1.
-        compat: Compat,
+    /// Success with optional data (`query`).
+    Ok {
+        /// Data.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<serde_json::Value>,
     },
-    /// Guest output (base64).
-    Stdout {
-        /// base64 bytes.
-        data: String,
+    /// Answer to `ping`.
+    Pong {
+        /// Protocol version.
+        version: u32,
     },
-    /// Guest error output (base64).
-    Stderr {
-        /// base64 bytes.
-        data: String,
-    },
-    /// Interactive: the guest process ended.
-    Exited {
-        /// Code (128+N for signal N, 124 on timeout).
-        exit_code: i32,
-        /// Signal that killed the guest process.
-        signal: Option<i32>,
-        /// Fault that fired.
-        fault: Option<Fault>,
+    /// A failure; the client prints `Error: …` and exits 1.
+    Error {
+        /// The message.
+        message: String,
+        /// smolvm's error code (`INVALID_REQUEST`, `SPAWN_FAILED`, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
     },
     /// Non-interactive: the whole result.
     Completed {
-        /// Code (128+N for signal N, 124 on timeout).
+        /// Exit code.
         exit_code: i32,
-        /// Signal that killed the guest process.
-        signal: Option<i32>,
-        /// Fault that fired.
-        fault: Option<Fault>,
-        /// base64 stdout.
-        stdout: String,
-        /// base64 stderr.
-        stderr: String,
-        /// Monotonic ms, bring-up start.
-        bringup_start_ms: f64,
-        /// Monotonic ms, bring-up end.
-        bringup_end_ms: f64,
+        /// All of stdout.
+        stdout: Bytes,
+        /// All of stderr.
+        stderr: Bytes,
     },
-    /// The exec failed in the guest before or instead of running.
-    Error {
-        /// The message (the client prints `Error: <message>`).
-        message: String,
-        /// Fault that caused it.
-        fault: Option<Fault>,
-        /// Monotonic ms, bring-up start, if it began.
-        bringup_start_ms: Option<f64>,
-        /// Monotonic ms, bring-up end, if it ended.
-        bringup_end_ms: Option<f64>,
+    /// Interactive: the container runtime was spawned (not: the command runs).
+    Started,
+    /// Interactive output.
+    Stdout {
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Interactive error output.
+    Stderr {
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Interactive: the command ended.
+    Exited {
+        /// Exit code (128+N for signal N).
+        exit_code: i32,
     },
 }
 
-/// Encodes bytes for a payload field.
-pub fn encode(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+impl Response {
+    /// An `error` response with a code.
+    pub fn error(message: impl Into<String>, code: &str) -> Response {
+        Response::Error {
+            message: message.into(),
+            code: Some(code.to_string()),
+        }
+    }
 }
 
-/// Decodes a payload field.
-pub fn decode(text: &str) -> io::Result<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad base64: {e}")))
-}
-
-/// Writes one frame (one `write_all` of length + body, so frames from one writer never mix).
+/// Writes one frame (length + body in one `write_all`, so frames from one
+/// writer never interleave).
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
     if body.len() > MAX_FRAME {
@@ -168,7 +176,9 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()>
 }
 
 /// Reads one frame. `Ok(None)`: the peer closed cleanly between frames.
-/// A frame cut short is `UnexpectedEof`; a length over [`MAX_FRAME`] is `InvalidData`.
+/// A frame cut short is `UnexpectedEof`; a length over [`MAX_FRAME`] or a
+/// body that is not a known message is `InvalidData` (the length is checked
+/// before anything is allocated).
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<T>> {
     let mut len = [0u8; 4];
     let mut got = 0;
@@ -199,85 +209,91 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<
 mod tests {
     use super::*;
 
-    fn run() -> Request {
-        Request::Run(Box::new(RunRequest {
-            argv: vec!["sh".into(), "-c".into(), "stty size".into()],
-            env: vec![("A".into(), "b=c".into())],
-            workdir: None,
-            interactive: true,
-            tty: true,
-            stdin: StdinInfo {
-                kind: "tty:/dev/pts/3".into(),
-                tty_rdev: Some(34819),
-            },
-            tmux: true,
-            term: Some("xterm".into()),
-            client_pid: 42,
-            start_ms: 1.5,
-            timeout_ms: Some(1000),
-            switches: Switches::default(),
-        }))
+    fn frame(json: &str) -> Vec<u8> {
+        let mut buf = (json.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(json.as_bytes());
+        buf
     }
 
     #[test]
-    fn frames_round_trip_in_order() {
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &run()).unwrap();
-        write_frame(
-            &mut buf,
-            &Request::Stdin {
-                data: encode(b"\x00\xffq"),
-            },
-        )
-        .unwrap();
-        write_frame(&mut buf, &Request::Resize { cols: 80, rows: 24 }).unwrap();
-        write_frame(&mut buf, &Request::Logged).unwrap();
+    fn the_real_clients_frames_parse() {
+        // Captured from smolvm 0.8.0's `machine exec --name m -t -- sh`.
+        let run = r#"{"method": "run", "image": "alpine", "command": ["sh"], "env": [["A", "1"]], "workdir": null, "mounts": [], "timeout_ms": null, "interactive": true, "tty": true, "detached": false, "persistent_overlay_id": "m", "background": false, "trace_id": "t"}"#;
+        let mut buf = frame(r#"{"method": "ping"}"#);
+        buf.extend(frame(r#"{"method": "query", "image": "alpine"}"#));
+        buf.extend(frame(run));
+        buf.extend(frame(r#"{"method": "resize", "cols": 0, "rows": 0}"#));
+        buf.extend(frame(r#"{"method": "stdin", "data": "aGk="}"#));
         let mut r = &buf[..];
-        assert_eq!(read_frame::<_, Request>(&mut r).unwrap(), Some(run()));
-        match read_frame::<_, Request>(&mut r).unwrap() {
-            Some(Request::Stdin { data }) => assert_eq!(decode(&data).unwrap(), b"\x00\xffq"),
+        let next = |r: &mut &[u8]| read_frame::<_, Request>(r).unwrap().unwrap();
+        assert_eq!(next(&mut r), Request::Ping);
+        assert_eq!(
+            next(&mut r),
+            Request::Query {
+                image: "alpine".into()
+            }
+        );
+        match next(&mut r) {
+            Request::Run(e) => {
+                assert_eq!(e.image.as_deref(), Some("alpine"));
+                assert_eq!(e.command, ["sh"]);
+                assert_eq!(e.env, [("A".to_string(), "1".to_string())]);
+                assert!(e.interactive && e.tty);
+                assert_eq!(e.persistent_overlay_id.as_deref(), Some("m"));
+            }
             other => panic!("{other:?}"),
         }
+        assert_eq!(next(&mut r), Request::Resize { cols: 0, rows: 0 });
         assert_eq!(
-            read_frame::<_, Request>(&mut r).unwrap(),
-            Some(Request::Resize { cols: 80, rows: 24 })
-        );
-        assert_eq!(
-            read_frame::<_, Request>(&mut r).unwrap(),
-            Some(Request::Logged)
+            next(&mut r),
+            Request::Stdin {
+                data: Bytes(b"hi".to_vec())
+            }
         );
         assert_eq!(read_frame::<_, Request>(&mut r).unwrap(), None);
     }
 
     #[test]
-    fn truncated_frame_is_unexpected_eof() {
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &Request::Resize { cols: 1, rows: 2 }).unwrap();
+    fn unknown_methods_are_their_own_variant() {
+        let buf = frame(r#"{"method": "format_storage"}"#);
+        assert_eq!(
+            read_frame::<_, Request>(&mut &buf[..]).unwrap(),
+            Some(Request::Unknown)
+        );
+        let garbage = frame("not json");
+        let e = read_frame::<_, Request>(&mut &garbage[..]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn responses_are_tagged_status() {
+        let text = |r: &Response| serde_json::to_string(r).unwrap();
+        assert_eq!(
+            text(&Response::Pong { version: 1 }),
+            r#"{"status":"pong","version":1}"#
+        );
+        assert_eq!(text(&Response::Started), r#"{"status":"started"}"#);
+        assert_eq!(
+            text(&Response::Stdout {
+                data: Bytes(vec![0, 255])
+            }),
+            r#"{"status":"stdout","data":"AP8="}"#
+        );
+        assert_eq!(
+            text(&Response::error("no", "RUN_FAILED")),
+            r#"{"status":"error","message":"no","code":"RUN_FAILED"}"#
+        );
+    }
+
+    #[test]
+    fn truncated_and_oversized_frames_are_errors() {
+        let buf = frame(r#"{"method": "ping"}"#);
         for cut in [2, buf.len() - 1] {
             let err = read_frame::<_, Request>(&mut &buf[..cut]).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");
         }
-    }
-
-    #[test]
-    fn oversized_frame_is_rejected_before_reading_it() {
-        let buf = ((MAX_FRAME + 1) as u32).to_be_bytes();
-        let err = read_frame::<_, Request>(&mut &buf[..]).unwrap_err();
+        let big = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        let err = read_frame::<_, Request>(&mut &big[..]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains("exceeds"), "{err}");
-    }
-
-    #[test]
-    fn response_tags_are_snake_case() {
-        let text = serde_json::to_string(&Response::Exited {
-            exit_code: 137,
-            signal: Some(9),
-            fault: Some(Fault::SharedStdin),
-        })
-        .unwrap();
-        assert!(text.contains(r#""type":"exited""#), "{text}");
-        assert!(text.contains(r#""fault":"shared-stdin""#), "{text}");
-        let text = serde_json::to_string(&Request::Logged).unwrap();
-        assert_eq!(text, r#"{"type":"logged"}"#);
     }
 }

@@ -1,87 +1,181 @@
-//! The guest: a detached agent living in its own user, mount and pid namespace
-//! with a private devpts, so `/dev/pts/*` inside lists only guest PTYs.
+//! The machine: an agent front in the host's namespaces and a guest living in
+//! its own user, mount and pid namespace with a private devpts, so
+//! `/dev/pts/*` inside lists only guest PTYs.
 //!
 //! Process tree (host view):
 //! ```text
-//! fake-smolvm __agent DIR NAME        outer: sets up namespaces, forks, reports, exits
-//!  └─ init (pid 1 in the guest)       reaps orphans; its death kills the whole guest
-//!      └─ server (pid 2)              listens on DIR/agent.sock, one thread per exec
-//!          └─ guest commands
+//! fake-smolvm __agent DIR NAME   front: listens on DIR/agent.sock, asks the kernel who
+//!  │                             connected (SO_PEERCRED, /proc), hands each connection on
+//!  └─ keeper                     unshares the namespaces; dies with the front (PDEATHSIG)
+//!      └─ init (pid 1)           reaps orphans; dies with the keeper; its death ends the guest
+//!          └─ server (pid 2)     serves each connection on its own thread
+//!              └─ guest commands
 //! ```
+//! Why a front outside: inside a pid namespace `SO_PEERCRED` reports 0 for a
+//! host process, and inside a user namespace the host client's `/proc` is not
+//! readable, yet the agent must learn everything about its clients from the
+//! kernel (the real client sends nothing about itself).
 
-mod session;
+mod exec;
+mod front;
+mod guest;
+mod handoff;
+mod peer;
+mod record;
+mod relay;
+mod server;
+mod timeline;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+use crate::host::MachineDir;
 use crate::settings::Switches;
 
 /// Hint shown when the kernel refuses the namespaces.
 const USERNS_HINT: &str = "unprivileged user namespaces are disabled \
 (kernel.unprivileged_userns_clone / user.max_user_namespaces) or blocked by a seccomp profile";
 
-/// Entry point of `fake-smolvm __agent DIR NAME`. stdout is the pipe `machine
-/// start` reads: exactly one line, `ready <init pid>` or `error <message>`.
+/// Entry point of `fake-smolvm __agent DIR NAME`. stdout is the pipe
+/// `machine start` reads: exactly one line, `ready <front pid>` or
+/// `error <message>`. On success this process goes on as the front until
+/// the guest is gone.
 pub fn run_agent(dir: PathBuf, name: String) -> i32 {
     reset_signal_dispositions();
-    match setup_namespaces() {
-        Ok(()) => {}
+    let dir = MachineDir(dir);
+    match start(&dir, name) {
+        Ok((listener, channel)) => {
+            silence_stdout();
+            front::serve(&listener, &channel);
+            eprintln!("agent: the guest is gone; front exits");
+            let _ = fs::remove_file(dir.socket());
+            0
+        }
         Err(msg) => {
             report(&format!("error {msg}"));
-            return 1;
+            1
         }
     }
-    let (ready_r, ready_w) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => {
-            report(&format!("error pipe: {e}"));
-            return 1;
-        }
-    };
+}
+
+/// Binds the socket, brings the guest up, and reports `ready`.
+fn start(dir: &MachineDir, name: String) -> Result<(UnixListener, OwnedFd), String> {
+    let defaults = Switches::from_env()?;
+    let _ = fs::remove_file(dir.socket());
+    let listener = UnixListener::bind(dir.socket())
+        .map_err(|e| format!("bind {}: {e}", dir.socket().display()))?;
+    let (front_end, guest_end) = handoff::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: this process is single-threaded (nothing has spawned a thread yet).
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop((listener, front_end, ready_r));
+            let code = keeper(dir, name, defaults, guest_end, ready_w);
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => {
+            drop((guest_end, ready_w));
+            let mut init_pid = None;
+            let mut answer = String::from("guest init exited before it was ready");
+            for line in BufReader::new(fs::File::from(ready_r)).lines() {
+                let Ok(line) = line else { break };
+                if let Some(pid) = line.strip_prefix("init ") {
+                    init_pid = pid.trim().parse::<i32>().ok();
+                } else {
+                    answer = line;
+                    break;
+                }
+            }
+            if answer != "ok" {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                let _ = fs::remove_file(dir.socket());
+                return Err(answer.strip_prefix("error ").unwrap_or(&answer).to_string());
+            }
+            let me = std::process::id();
+            let pidfile = format!("{me}\n{}\n", process_start_ticks(me).unwrap_or(0));
+            let written = fs::write(dir.agent_pid(), pidfile)
+                .and_then(|_| fs::write(dir.guest_pid(), format!("{}\n", init_pid.unwrap_or(0))));
+            if let Err(e) = written {
+                let _ = kill(child, Signal::SIGKILL);
+                return Err(format!("cannot write agent.pid: {e}"));
+            }
+            report(&format!("ready {me}"));
+            Ok((listener, front_end))
+        }
+    }
+}
+
+/// The keeper: unshares the namespaces, forks the guest init and waits for it.
+/// Dies with the front, and the init dies with it, so killing the front ends
+/// the whole machine.
+fn keeper(
+    dir: &MachineDir,
+    name: String,
+    defaults: Switches,
+    guest_end: OwnedFd,
+    ready_w: OwnedFd,
+) -> i32 {
+    let mut ready = fs::File::from(ready_w);
+    if let Err(e) = die_with_parent() {
+        let _ = writeln!(ready, "error {e}");
+        return 1;
+    }
+    if let Err(msg) = setup_namespaces() {
+        let _ = writeln!(ready, "error {msg}");
+        return 1;
+    }
+    // SAFETY: still single-threaded.
     match unsafe { fork() } {
         Err(e) => {
-            report(&format!("error fork into the guest pid namespace: {e}"));
+            let _ = writeln!(ready, "error fork into the guest pid namespace: {e}");
             1
         }
         Ok(ForkResult::Child) => {
-            drop(ready_r);
+            if let Err(e) = die_with_parent() {
+                let _ = writeln!(ready, "error {e}");
+                return 1;
+            }
             silence_stdout();
-            guest_init(&dir, name, ready_w)
+            guest_init(dir, name, defaults, guest_end, ready)
         }
         Ok(ForkResult::Parent { child }) => {
-            drop(ready_w);
-            let mut answer = String::new();
-            let _ = fs::File::from(ready_r).read_to_string(&mut answer);
-            let answer = answer.trim();
-            if answer == "ok" {
-                if let Err(e) = fs::write(dir.join("agent.pid"), format!("{child}\n")) {
-                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                    report(&format!("error cannot write agent.pid: {e}"));
-                    return 1;
+            let _ = writeln!(ready, "init {child}");
+            drop((ready, guest_end));
+            loop {
+                match waitpid(child, None) {
+                    Err(Errno::EINTR) => {}
+                    _ => return 0,
                 }
-                report(&format!("ready {child}"));
-                0
-            } else {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                let msg = answer
-                    .strip_prefix("error ")
-                    .unwrap_or("guest init exited before it was ready");
-                report(&format!("error {msg}"));
-                1
             }
         }
     }
+}
+
+/// PR_SET_PDEATHSIG(SIGKILL), then a check that the parent did not die first.
+fn die_with_parent() -> Result<(), String> {
+    let parent = nix::unistd::getppid();
+    // SAFETY: prctl with an integer argument; no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(format!(
+            "prctl(PR_SET_PDEATHSIG): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if nix::unistd::getppid() != parent {
+        return Err("the agent front died during start-up".into());
+    }
+    Ok(())
 }
 
 fn report(line: &str) {
@@ -95,6 +189,14 @@ fn silence_stdout() {
         // SAFETY: dup2 onto fd 1 of this process; both fds are valid.
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
     }
+}
+
+/// Clock ticks since boot at which `pid` started (`agent.pid`'s second line,
+/// as smolvm writes it to guard against pid reuse).
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// unshare + id maps + private devpts; every failure says which step and why.
@@ -152,17 +254,28 @@ fn setup_namespaces() -> Result<(), String> {
 }
 
 /// PID 1 of the guest: forks the server, then reaps every process until the server ends.
-fn guest_init(dir: &Path, name: String, ready_w: OwnedFd) -> i32 {
+fn guest_init(
+    dir: &MachineDir,
+    name: String,
+    defaults: Switches,
+    guest_end: OwnedFd,
+    mut ready: fs::File,
+) -> i32 {
     // SAFETY: still single-threaded.
     match unsafe { fork() } {
         Err(e) => {
-            let _ =
-                fs::File::from(ready_w).write_all(format!("error fork server: {e}\n").as_bytes());
+            let _ = writeln!(ready, "error fork server: {e}");
             1
         }
-        Ok(ForkResult::Child) => server(dir, name, ready_w),
+        Ok(ForkResult::Child) => {
+            let _ = std::env::set_current_dir("/");
+            let _ = writeln!(ready, "ok");
+            drop(ready);
+            server::serve(server::Machine::new(name, dir.clone(), defaults), guest_end);
+            0
+        }
         Ok(ForkResult::Parent { child }) => {
-            drop(ready_w);
+            drop((ready, guest_end));
             loop {
                 match waitpid(Pid::from_raw(-1), None) {
                     Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _))
@@ -177,40 +290,6 @@ fn guest_init(dir: &Path, name: String, ready_w: OwnedFd) -> i32 {
             }
         }
     }
-}
-
-fn server(dir: &Path, name: String, ready_w: OwnedFd) -> i32 {
-    let mut ready = fs::File::from(ready_w);
-    let _ = std::env::set_current_dir("/");
-    let sock = dir.join("agent.sock");
-    let _ = fs::remove_file(&sock);
-    let listener = match UnixListener::bind(&sock) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(ready, "error bind {}: {e}", sock.display());
-            return 1;
-        }
-    };
-    let defaults = match Switches::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(ready, "error {e}");
-            return 1;
-        }
-    };
-    let agent = Arc::new(session::Agent::new(name, dir.to_path_buf(), defaults));
-    let _ = writeln!(ready, "ok");
-    drop(ready);
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => {
-                let agent = agent.clone();
-                std::thread::spawn(move || agent.handle(stream));
-            }
-            Err(e) => eprintln!("agent: accept failed: {e}"),
-        }
-    }
-    0
 }
 
 /// Gives the guest default signal dispositions and an empty signal mask.
@@ -235,4 +314,17 @@ fn reset_signal_dispositions() {
         }
     }
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+}
+
+/// Whether `dir`'s agent socket answers `ping` (smolvm's liveness test).
+pub fn answers_ping(dir: &Path) -> bool {
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(dir.join("agent.sock")) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    crate::wire::write_frame(&mut s, &crate::wire::Request::Ping).is_ok()
+        && matches!(
+            crate::wire::read_frame::<_, crate::wire::Response>(&mut s),
+            Ok(Some(crate::wire::Response::Pong { .. }))
+        )
 }

@@ -1,0 +1,350 @@
+//! One exec's timeline in the guest, as smolvm 0.8.0's agent runs it
+//! (`crates/smolvm-agent/src/main.rs`, `handle_interactive_run` 2605-2725,
+//! `spawn_interactive_command` 3160-3215; `storage.rs` `run_command`
+//! 2100-2180; `handle_interactive_vm_exec` 4547):
+//!
+//! ```text
+//! run:     bring-up ─ touch (config.json, main container) ─ started ─ crun window ─ command ─ exited
+//! joined:  bring-up ─ touch (main running: join)          ─ command ─ started ───────────── exited
+//! vm_exec: bring-up ─────────────────────────────────────── command ─ started ───────────── exited
+//! ```
+//! `started` is sent as soon as crun is spawned: the host's terminal goes raw
+//! while the container is still being set up. A second exec that touches the
+//! machine inside that window tears `config.json` (exit 1, in-band) or
+//! deletes the container as stale (exit 137): `timeline` decides which.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use std::os::unix::process::ExitStatusExt;
+
+use super::guest::{self, Ctl, Spec};
+use super::peer::Peer;
+use super::record::{self, Ending, Progress};
+use super::relay::{self, Input, Out};
+use super::server::Machine;
+use super::timeline::{ExecId, Load, Resolve};
+use crate::exec_log::{self, monotonic_ms, ExecPath, Fault};
+use crate::oci;
+use crate::settings::{Compat, Resolved};
+use crate::wire::{Bytes, ExecRequest, Response};
+
+/// What the exec does once it has touched the machine.
+enum Plan {
+    /// Create a container: crun window, then load `config.json`.
+    Create,
+    /// Join the running main container (`crun exec`).
+    Join(ExecId),
+    /// `vm_exec`: run in the VM itself.
+    Direct,
+}
+
+/// Everything one exec needs, in one place.
+struct Exec<'a> {
+    machine: &'a Machine,
+    id: ExecId,
+    mark: String,
+    peer: &'a Peer,
+    req: &'a ExecRequest,
+    path: ExecPath,
+    cfg: Resolved,
+    ctl: Arc<Ctl>,
+    out: Arc<Out>,
+    input: Arc<Mutex<Option<Input>>>,
+    progress: Progress,
+}
+
+/// Serves one `run` or `vm_exec` on `stream` to the end and records it.
+pub fn run(
+    machine: &Machine,
+    peer: &Peer,
+    path: ExecPath,
+    req: &ExecRequest,
+    stream: std::os::unix::net::UnixStream,
+    reader: std::os::unix::net::UnixStream,
+) {
+    let id = machine.next_id();
+    let mark = format!("{}-{id}", peer.pid);
+    // Brackets everything this exec does, its exec.log append included:
+    // exec_log::read_settled waits while an exec whose client is gone has no
+    // closing mark yet.
+    eprintln!("{}{mark}", exec_log::EXEC_OPEN);
+    if let Some(e) = &peer.switch_error {
+        eprintln!("agent: exec {mark}: {e}; the machine's switches apply");
+    }
+    let ctl = Arc::new(Ctl::default());
+    let out = Arc::new(Out::new(stream));
+    let input = relay::spawn_input(reader, ctl.clone(), out.clone());
+    let mut exec = Exec {
+        machine,
+        id,
+        mark: mark.clone(),
+        peer,
+        req,
+        path,
+        cfg: peer.switches.or(&machine.defaults).resolve(),
+        ctl,
+        out,
+        input,
+        progress: Progress::default(),
+    };
+    let ending = exec.go();
+    for joined in machine.timeline.lock().unwrap().exited(id) {
+        joined.kill(Some(Fault::MainExited));
+    }
+    machine.forget_tty(id);
+    let rec = record::build(peer, req, path, &exec.progress, &ending, exec.out.is_gone());
+    exec.out.shutdown();
+    if let Err(e) = exec_log::append(&machine.dir.exec_log(), &rec) {
+        eprintln!("agent: exec {mark}: cannot append exec.log: {e}");
+    }
+    eprintln!(
+        "agent: exec {mark}: exit {}{}",
+        rec.exit_code,
+        rec.fault
+            .map(|f| format!(" fault {f:?}"))
+            .unwrap_or_default()
+    );
+    eprintln!("{}{mark}", exec_log::EXEC_CLOSED);
+}
+
+impl Exec<'_> {
+    fn go(&mut self) -> Ending {
+        self.progress.bringup_start = Some(monotonic_ms());
+        self.machine.watch_tty(
+            self.id,
+            self.peer,
+            &self.cfg,
+            &self.ctl,
+            self.req.interactive,
+        );
+        // Overlay and mounts; goes on if the client hangs up, as in a VM.
+        thread::sleep(Duration::from_millis(self.cfg.bringup_ms));
+        let plan = match self.path {
+            ExecPath::VmExec => Plan::Direct,
+            ExecPath::Run => self.touch(),
+        };
+        self.progress.touched = Some(monotonic_ms());
+        if let Plan::Create = plan {
+            if let Some(ending) = self.crun_window() {
+                return ending;
+            }
+        }
+        self.command(&plan)
+    }
+
+    /// Writes `config.json` and resolves the main container, in the order
+    /// the real agent does (non-interactive: write first).
+    fn touch(&mut self) -> Plan {
+        let mut tl = self.machine.timeline.lock().unwrap();
+        if !self.req.interactive {
+            tl.write_config(self.id);
+            self.write_config_file();
+        }
+        match tl.resolve_main() {
+            Resolve::Join(main) => Plan::Join(main),
+            Resolve::Fresh { stale } => {
+                if let Some(victim) = stale {
+                    victim.kill(Some(Fault::StaleKill));
+                }
+                if self.req.interactive {
+                    tl.write_config(self.id);
+                    self.write_config_file();
+                    tl.record_main(self.id, self.ctl.clone(), self.cfg.race);
+                }
+                Plan::Create
+            }
+        }
+    }
+
+    fn write_config_file(&self) {
+        let path = self.machine.dir.config_json();
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        if let Err(e) = std::fs::write(&path, self.document()) {
+            eprintln!("agent: cannot write {}: {e}", path.display());
+        }
+    }
+
+    fn document(&self) -> String {
+        let env: Vec<String> = self
+            .req
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        oci::config_document(
+            &self.machine.name,
+            &self.mark,
+            &self.req.command,
+            &env,
+            self.req.workdir.as_deref().unwrap_or("/"),
+            self.req.tty,
+        )
+    }
+
+    /// `started`, then crun's set-up; `Some` when the exec ends inside it.
+    fn crun_window(&mut self) -> Option<Ending> {
+        self.progress.window_start = Some(monotonic_ms());
+        if self.req.interactive {
+            self.out.send(&Response::Started);
+            self.progress.started = Some(monotonic_ms());
+        }
+        let killed = self.ctl.wait_fault(Duration::from_millis(self.cfg.crun_ms));
+        let load = if killed {
+            None
+        } else {
+            Some(
+                self.machine
+                    .timeline
+                    .lock()
+                    .unwrap()
+                    .load(self.id, self.cfg.race),
+            )
+        };
+        self.progress.window_end = Some(monotonic_ms());
+        match load {
+            None => {
+                let fault = self.ctl.killed().flatten();
+                Some(self.deliver(Ending::code(137, Some(libc::SIGKILL), fault)))
+            }
+            Some(Load::Torn) => {
+                let theirs =
+                    std::fs::read_to_string(self.machine.dir.config_json()).unwrap_or_default();
+                let msg = oci::tear_message(&self.document(), &theirs);
+                Some(self.in_band_failure(1, msg, Some(Fault::ConfigRace)))
+            }
+            Some(Load::Clean) => None,
+        }
+    }
+
+    /// A failure crun prints on the command's output, then its exit code.
+    fn in_band_failure(&mut self, code: i32, msg: String, fault: Option<Fault>) -> Ending {
+        if self.req.interactive {
+            let data = Bytes(format!("{msg}\r\n").into_bytes());
+            self.out.send(&if self.req.tty {
+                Response::Stdout { data }
+            } else {
+                Response::Stderr { data }
+            });
+            self.deliver(Ending::code(code, None, fault))
+        } else {
+            let ending = Ending::code(code, None, fault);
+            self.out.send(&Response::Completed {
+                exit_code: code,
+                stdout: Bytes::default(),
+                stderr: Bytes(format!("{msg}\n").into_bytes()),
+            });
+            ending
+        }
+    }
+
+    /// Sends the interactive final response.
+    fn deliver(&mut self, ending: Ending) -> Ending {
+        if self.req.interactive {
+            if self.progress.started.is_none() {
+                self.send_started();
+            }
+            self.out.send(&Response::Exited {
+                exit_code: ending.exit_code,
+            });
+        } else {
+            self.out.send(&Response::Completed {
+                exit_code: ending.exit_code,
+                stdout: Bytes::default(),
+                stderr: Bytes::default(),
+            });
+        }
+        ending
+    }
+
+    fn send_started(&mut self) {
+        self.out.send(&Response::Started);
+        self.progress.started = Some(monotonic_ms());
+    }
+
+    /// The PTY a `-t` command starts on, and whether `resize` frames reach it.
+    fn pty(&self, plan: &Plan) -> (Option<Option<(u16, u16)>>, bool) {
+        if !self.req.tty {
+            return (None, false);
+        }
+        match (plan, self.cfg.compat) {
+            // The agent's own PTY, sized by the client (`pty.rs`).
+            (Plan::Direct, _) => (Some(Some((80, 24))), true),
+            // 0.8.1 (#312): crun hands the PTY to the agent: 80×24, resized.
+            (_, Compat::V081) => (Some(Some((80, 24))), true),
+            // 0.8.0: crun's own PTY, 0×0, that nobody sizes.
+            (_, Compat::V080) => (Some(None), false),
+        }
+    }
+
+    /// Starts the command, relays it, and reports its end.
+    fn command(&mut self, plan: &Plan) -> Ending {
+        let (tty, resizable) = self.pty(plan);
+        let spec = Spec {
+            argv: &self.req.command,
+            env: &self.req.env,
+            workdir: self.req.workdir.as_deref(),
+            hostname: &self.machine.name,
+            term: self.peer.term.as_deref(),
+            interactive: self.req.interactive,
+            tty,
+        };
+        let spawned = match guest::spawn(&spec) {
+            Ok(s) => s,
+            Err(e) if e.code == 1 && self.progress.started.is_none() => {
+                self.out
+                    .send(&Response::error(e.message.clone(), "SPAWN_FAILED"));
+                return Ending {
+                    error: Some(e.message),
+                    ..Ending::code(1, None, None)
+                };
+            }
+            Err(e) => return self.in_band_failure(e.code, e.message, None),
+        };
+        self.progress.running = Some(monotonic_ms());
+        self.ctl.started(spawned.child.id() as i32);
+        if let Plan::Join(main) = plan {
+            self.progress.joined = true;
+            let mut tl = self.machine.timeline.lock().unwrap();
+            if !tl.join(*main, self.id, self.ctl.clone()) {
+                // The main container ended between the resolve and now.
+                self.ctl.kill(Some(Fault::MainExited));
+            }
+        }
+        if self.req.interactive && self.progress.started.is_none() {
+            self.send_started();
+        }
+        if self.out.is_gone() {
+            self.ctl.kill(None);
+        }
+        *self.input.lock().unwrap() = Some(Input {
+            sink: spawned.sink,
+            resize: spawned.master.filter(|_| resizable),
+        });
+        let relays = relay::start_output(spawned.output, &self.out);
+        let status = guest::wait_with_timeout(spawned.child, self.req.timeout_ms, &self.ctl);
+        let fault = self.ctl.finish();
+        let (stdout, stderr) = relays.finish();
+        let signal = status.signal();
+        let exit_code = match (fault, status.code(), signal) {
+            (Some(Fault::Timeout), _, _) => 124,
+            (_, Some(code), _) => code,
+            (_, None, Some(sig)) => 128 + sig,
+            _ => 1,
+        };
+        let ending = Ending::code(exit_code, signal, fault);
+        if self.req.interactive {
+            self.out.send(&Response::Exited { exit_code });
+        } else {
+            self.out.send(&Response::Completed {
+                exit_code,
+                stdout: Bytes(stdout),
+                stderr: Bytes(stderr),
+            });
+        }
+        ending
+    }
+}

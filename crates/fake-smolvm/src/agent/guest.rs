@@ -1,0 +1,301 @@
+//! The guest command of one exec: spawned on a guest PTY (`-t`) or pipes,
+//! its own process group, and the control that kills it.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Condvar, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::exec_log::Fault;
+
+/// Kill control of one exec: reaches its guest process group once there is
+/// one, and wakes an exec still waiting in its crun window.
+#[derive(Default)]
+pub struct Ctl {
+    inner: Mutex<CtlInner>,
+    woken: Condvar,
+}
+
+#[derive(Default)]
+struct CtlInner {
+    pgid: Option<i32>,
+    /// Set once: the fault that killed (or will kill) the exec.
+    fault: Option<Fault>,
+    /// A kill was requested (a fault, or a vanished client).
+    kill: bool,
+    finished: bool,
+}
+
+impl Ctl {
+    /// Kills the exec (now, or as soon as its command starts), noting why.
+    pub fn kill(&self, fault: Option<Fault>) {
+        let mut c = self.inner.lock().unwrap();
+        if c.finished {
+            return;
+        }
+        if c.fault.is_none() {
+            c.fault = fault;
+        }
+        c.kill = true;
+        if let Some(pgid) = c.pgid {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        self.woken.notify_all();
+    }
+
+    /// Whether a kill was requested, and for which fault.
+    pub fn killed(&self) -> Option<Option<Fault>> {
+        let c = self.inner.lock().unwrap();
+        c.kill.then_some(c.fault)
+    }
+
+    /// Waits up to `window` unless a fault kills the exec first; true if one
+    /// did. A client hanging up does not end the wait: the bring-up goes on in
+    /// the guest without it, as in a real VM.
+    pub fn wait_fault(&self, window: Duration) -> bool {
+        let c = self.inner.lock().unwrap();
+        let (c, _) = self
+            .woken
+            .wait_timeout_while(c, window, |c| !(c.kill && c.fault.is_some()))
+            .unwrap();
+        c.kill && c.fault.is_some()
+    }
+
+    /// The command runs as process group `pgid`.
+    pub fn started(&self, pgid: i32) {
+        let mut c = self.inner.lock().unwrap();
+        c.pgid = Some(pgid);
+        if c.kill {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+
+    /// The main process is reaped: stop targeting it, kill what it left in
+    /// its group, and say which fault (if any) ended it.
+    pub fn finish(&self) -> Option<Fault> {
+        let mut c = self.inner.lock().unwrap();
+        c.finished = true;
+        if let Some(pgid) = c.pgid.take() {
+            // Why: like a container, an exec's leftovers die with its main process.
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        c.fault
+    }
+}
+
+/// Where the guest process's stdin goes.
+pub enum StdinSink {
+    /// The PTY master.
+    Pty(File),
+    /// A pipe (`-i`); `None` once closed.
+    Pipe(Option<ChildStdin>),
+    /// Nothing (non-interactive: `/dev/null`).
+    None,
+}
+
+/// One of the guest process's output pipes.
+pub type GuestReader = Box<dyn Read + Send>;
+
+/// The guest process's output, to be relayed or collected.
+pub enum Output {
+    /// A PTY master (`-t`): one stream.
+    Pty(File),
+    /// Pipes relayed as they come (`-i`).
+    Streams(Option<GuestReader>, Option<GuestReader>),
+    /// Pipes collected whole (non-interactive).
+    Buffered(Option<GuestReader>, Option<GuestReader>),
+}
+
+/// A spawned guest command.
+pub struct Spawned {
+    /// The process.
+    pub child: Child,
+    /// Its stdin.
+    pub sink: StdinSink,
+    /// Its output.
+    pub output: Output,
+    /// The PTY master, for `resize` (with `-t`).
+    pub master: Option<File>,
+}
+
+/// What the guest command needs.
+pub struct Spec<'a> {
+    /// The command.
+    pub argv: &'a [String],
+    /// `-e` entries.
+    pub env: &'a [(String, String)],
+    /// `-w`.
+    pub workdir: Option<&'a str>,
+    /// The machine name (`HOSTNAME`).
+    pub hostname: &'a str,
+    /// `TERM` for a `-t` command.
+    pub term: Option<&'a str>,
+    /// `-i`/`-t`.
+    pub interactive: bool,
+    /// `-t`: its PTY's size at start (`None`: 0×0, nobody sizes it).
+    pub tty: Option<Option<(u16, u16)>>,
+}
+
+/// A failure to start: the exit code a container runtime reports and its message.
+pub struct SpawnError {
+    /// 127 not found, 126 not runnable, 1 anything else.
+    pub code: i32,
+    /// The message.
+    pub message: String,
+}
+
+fn spawn_error(code: i32, message: String) -> SpawnError {
+    SpawnError { code, message }
+}
+
+/// Starts the guest command in its own session (and so process group).
+pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
+    let workdir = spec.workdir.unwrap_or("/");
+    if !std::path::Path::new(workdir).is_dir() {
+        return Err(spawn_error(
+            1,
+            format!("exec failed: workdir {workdir}: no such directory"),
+        ));
+    }
+    let Some(program) = spec.argv.first() else {
+        return Err(spawn_error(1, "empty command".into()));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(&spec.argv[1..])
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| {
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+            }),
+        )
+        .env("HOME", "/root")
+        .env("HOSTNAME", spec.hostname)
+        .current_dir(workdir);
+    if spec.tty.is_some() {
+        cmd.env("TERM", spec.term.unwrap_or("xterm"));
+    }
+    for (k, v) in spec.env {
+        cmd.env(k, v);
+    }
+    let tty = spec.tty.is_some();
+    // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if tty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let not_started = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => spawn_error(
+            127,
+            format!("exec: \"{program}\": executable file not found in $PATH"),
+        ),
+        io::ErrorKind::PermissionDenied => {
+            spawn_error(126, format!("exec: \"{program}\": permission denied"))
+        }
+        _ => spawn_error(1, format!("exec failed: {e}")),
+    };
+    let failed = |e: io::Error| spawn_error(1, format!("exec failed: {e}"));
+    if let Some(size) = spec.tty {
+        let size = size.map(|(cols, rows)| nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        let pty = nix::pty::openpty(size.as_ref(), None)
+            .map_err(|e| spawn_error(1, format!("exec failed: openpty: {e}")))?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
+        cmd.stdin(dup(&pty.slave).map_err(failed)?)
+            .stdout(dup(&pty.slave).map_err(failed)?)
+            .stderr(dup(&pty.slave).map_err(failed)?);
+        let child = cmd.spawn().map_err(not_started)?;
+        drop(cmd);
+        drop(pty.slave);
+        let master = File::from(pty.master);
+        let reader = master.try_clone().map_err(failed)?;
+        let resizer = master.try_clone().map_err(failed)?;
+        Ok(Spawned {
+            child,
+            sink: StdinSink::Pty(master),
+            output: Output::Pty(reader),
+            master: Some(resizer),
+        })
+    } else if spec.interactive {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(not_started)?;
+        let stdin = child.stdin.take();
+        let (o, e) = take_output_pipes(&mut child);
+        Ok(Spawned {
+            child,
+            sink: StdinSink::Pipe(stdin),
+            output: Output::Streams(o, e),
+            master: None,
+        })
+    } else {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(not_started)?;
+        let (o, e) = take_output_pipes(&mut child);
+        Ok(Spawned {
+            child,
+            sink: StdinSink::None,
+            output: Output::Buffered(o, e),
+            master: None,
+        })
+    }
+}
+
+fn take_output_pipes(child: &mut Child) -> (Option<GuestReader>, Option<GuestReader>) {
+    let o = child.stdout.take().map(|s| Box::new(s) as GuestReader);
+    let e = child.stderr.take().map(|s| Box::new(s) as GuestReader);
+    (o, e)
+}
+
+/// Sets a PTY's size.
+pub fn set_winsize(master: &File, cols: u16, rows: u16) {
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize struct we own; the fd is an open PTY master.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
+/// Waits for the main process; on `--timeout` expiry kills its group (fault timeout).
+pub fn wait_with_timeout(mut child: Child, timeout_ms: Option<u64>, ctl: &Ctl) -> ExitStatus {
+    let (tx, rx) = mpsc::channel();
+    // Why a thread: Child::wait has no timeout; the reaper reports back here.
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match timeout_ms {
+        Some(ms) => match rx.recv_timeout(Duration::from_millis(ms)) {
+            Ok(status) => status,
+            Err(_) => {
+                ctl.kill(Some(Fault::Timeout));
+                rx.recv().unwrap_or_else(|e| Err(io::Error::other(e)))
+            }
+        },
+        None => rx.recv().unwrap_or_else(|e| Err(io::Error::other(e))),
+    };
+    status.unwrap_or_else(|_| ExitStatus::from_raw(libc::SIGKILL))
+}

@@ -1,0 +1,231 @@
+//! Bytes between the client's connection and the guest command: output as
+//! `stdout`/`stderr` frames (or collected for `completed`), the client's
+//! `stdin` and `resize` frames into the command's stdin and PTY.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::guest::{self, Ctl, GuestReader, Output, StdinSink};
+use crate::wire::{self, Bytes, Request, Response};
+
+/// Writes frames to the client; remembers whether the client is gone.
+pub struct Out {
+    stream: Mutex<UnixStream>,
+    gone: AtomicBool,
+}
+
+impl Out {
+    /// Wraps the connection's writing side.
+    pub fn new(stream: UnixStream) -> Out {
+        Out {
+            stream: Mutex::new(stream),
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends one frame; false (and marked gone) if the client cannot take it.
+    pub fn send(&self, msg: &Response) -> bool {
+        if self.is_gone() {
+            return false;
+        }
+        let mut s = self.stream.lock().unwrap();
+        match wire::write_frame(&mut *s, msg) {
+            Ok(()) => true,
+            Err(_) => {
+                self.gone.store(true, Ordering::SeqCst);
+                false
+            }
+        }
+    }
+
+    /// Whether the client hung up.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
+    }
+
+    fn mark_gone(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the connection both ways (wakes a reader blocked on it).
+    pub fn shutdown(&self) {
+        let _ = self
+            .stream
+            .lock()
+            .unwrap()
+            .shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Output relays or collectors, running.
+pub struct Relays {
+    handles: Vec<JoinHandle<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Starts relaying (or collecting) the guest's output.
+pub fn start_output(output: Output, out: &Arc<Out>) -> Relays {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = match output {
+        Output::Pty(master) => {
+            let (out, stop) = (out.clone(), stop.clone());
+            vec![thread::spawn(move || {
+                relay_pty(master, &out, &stop);
+                Vec::new()
+            })]
+        }
+        Output::Streams(o, e) => [(o, true), (e, false)]
+            .into_iter()
+            .filter_map(|(r, is_out)| r.map(|r| (r, is_out)))
+            .map(|(r, is_out)| {
+                let out = out.clone();
+                thread::spawn(move || {
+                    relay_stream(r, &out, is_out);
+                    Vec::new()
+                })
+            })
+            .collect(),
+        Output::Buffered(o, e) => [o, e]
+            .into_iter()
+            .map(|r| {
+                thread::spawn(move || {
+                    let mut all = Vec::new();
+                    if let Some(mut r) = r {
+                        let _ = r.read_to_end(&mut all);
+                    }
+                    all
+                })
+            })
+            .collect(),
+    };
+    Relays { handles, stop }
+}
+
+impl Relays {
+    /// Waits for the relays (the group is dead by now, so they end); returns
+    /// collected stdout and stderr (empty when relayed).
+    pub fn finish(self) -> (Vec<u8>, Vec<u8>) {
+        // A PTY relay ends on EIO once every slave fd is closed; the stop flag
+        // is the backstop if a descendant escaped the process group.
+        let stop = self.stop.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_secs(2));
+            stop.store(true, Ordering::SeqCst);
+        });
+        let mut results = self
+            .handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default());
+        let o = results.next().unwrap_or_default();
+        let e = results.next().unwrap_or_default();
+        (o, e)
+    }
+}
+
+fn relay_stream(mut r: GuestReader, out: &Out, is_out: bool) {
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = r.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let data = Bytes(buf[..n].to_vec());
+        out.send(&if is_out {
+            Response::Stdout { data }
+        } else {
+            Response::Stderr { data }
+        });
+    }
+}
+
+fn relay_pty(mut master: File, out: &Out, stop: &AtomicBool) {
+    let mut buf = [0u8; 8192];
+    while !stop.load(Ordering::SeqCst) {
+        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.send(&Response::Stdout {
+                    data: Bytes(buf[..n].to_vec()),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break, // EIO: every slave fd is closed
+        }
+    }
+}
+
+/// Where the client's frames go once the command runs.
+pub struct Input {
+    /// The command's stdin.
+    pub sink: StdinSink,
+    /// The PTY `resize` frames apply to, if they reach the command's PTY at
+    /// all (0.8.0's image path applies them to the agent's own PTY instead).
+    pub resize: Option<File>,
+}
+
+/// Reads the client's frames until it hangs up, then marks it gone and kills
+/// the command. Before the command exists, `input` is `None`: frames are read
+/// (and dropped) only to notice the hang-up; `attach` hands the command over.
+pub fn spawn_input(
+    mut reader: UnixStream,
+    ctl: Arc<Ctl>,
+    out: Arc<Out>,
+) -> Arc<Mutex<Option<Input>>> {
+    let slot: Arc<Mutex<Option<Input>>> = Arc::new(Mutex::new(None));
+    let target = slot.clone();
+    thread::spawn(move || loop {
+        match wire::read_frame::<_, Request>(&mut reader) {
+            Ok(Some(Request::Stdin { data })) => {
+                let mut t = target.lock().unwrap();
+                if let Some(input) = t.as_mut() {
+                    feed(&mut input.sink, &data.0);
+                }
+            }
+            Ok(Some(Request::Resize { cols, rows })) => {
+                if let Some(Input {
+                    resize: Some(m), ..
+                }) = target.lock().unwrap().as_ref()
+                {
+                    guest::set_winsize(m, cols, rows);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                out.mark_gone();
+                ctl.kill(None);
+                return;
+            }
+        }
+    });
+    slot
+}
+
+fn feed(sink: &mut StdinSink, bytes: &[u8]) {
+    match sink {
+        StdinSink::Pty(m) if bytes.is_empty() => {
+            // EOF on a terminal is the VEOF character, as typed.
+            let _ = m.write_all(b"\x04");
+        }
+        StdinSink::Pty(m) => {
+            let _ = m.write_all(bytes);
+        }
+        StdinSink::Pipe(p) if bytes.is_empty() => *p = None,
+        StdinSink::Pipe(Some(p)) => {
+            let _ = p.write_all(bytes);
+        }
+        _ => {}
+    }
+}
