@@ -52,6 +52,8 @@ pub struct Handoff {
     pub lock_fd: Option<RawFd>,
     /// The decision log.
     pub log_fd: Option<RawFd>,
+    /// Read ends of its output pipes, drained so it never dies of SIGPIPE.
+    pub drain: Vec<RawFd>,
     /// How long it may still take.
     pub deadline: Duration,
     /// The wrapper's log clock at the hand-off.
@@ -70,6 +72,15 @@ impl Handoff {
             fd_arg(self.pidfd),
             fd_arg(self.lock_fd),
             fd_arg(self.log_fd),
+            if self.drain.is_empty() {
+                "-".to_string()
+            } else {
+                self.drain
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
             self.deadline.as_millis().to_string(),
             self.t0.as_micros().to_string(),
         ]
@@ -84,12 +95,19 @@ impl Handoff {
                 s.parse().ok().map(Some)
             }
         };
+        let drain = |s: &String| -> Option<Vec<RawFd>> {
+            if s == "-" {
+                return Some(Vec::new());
+            }
+            s.split(',').map(|f| f.parse().ok()).collect()
+        };
         match args {
-            [pid, pidfd, lock, log, deadline, t0] => Some(Self {
+            [pid, pidfd, lock, log, pipes, deadline, t0] => Some(Self {
                 pid: pid.parse().ok()?,
                 pidfd: fd(pidfd)?,
                 lock_fd: fd(lock)?,
                 log_fd: fd(log)?,
+                drain: drain(pipes)?,
                 deadline: Duration::from_millis(deadline.parse().ok()?),
                 t0: Duration::from_micros(t0.parse().ok()?),
             }),
@@ -110,6 +128,7 @@ impl Handoff {
         let keep: Vec<RawFd> = [self.pidfd, self.lock_fd, self.log_fd]
             .into_iter()
             .flatten()
+            .chain(self.drain.iter().copied())
             .collect();
         // SAFETY: setsid and fcntl are async-signal-safe; `keep` is only read.
         unsafe {
@@ -127,36 +146,56 @@ impl Handoff {
     }
 }
 
-/// Waits until the process behind `pidfd` (or `pid`) is gone, up to `limit`.
+/// Reads and discards whatever is ready on the drained pipes; forgets the
+/// ones that reached EOF.
+fn drain_ready(fds: &mut Vec<libc::pollfd>) {
+    let mut buf = [0u8; 4096];
+    fds.retain(|p| {
+        if p.revents == 0 {
+            return true;
+        }
+        // SAFETY: a read into a local buffer from an inherited fd.
+        let n = unsafe { libc::read(p.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        n > 0
+    });
+}
+
+/// Waits until the process behind `pidfd` (or `pid`) is gone, up to
+/// `limit`, draining its output pipes meanwhile.
 fn wait_gone(h: &Handoff, limit: Duration) -> bool {
     let end = Instant::now() + limit;
+    let pollfd = |fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut pipes: Vec<libc::pollfd> = h.drain.iter().map(|&fd| pollfd(fd)).collect();
     loop {
         let left = end.saturating_duration_since(Instant::now());
-        match h.pidfd {
-            Some(fd) => {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // Rounded up: poll's millisecond timeout must not end early.
-                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-                // SAFETY: one valid pollfd.
-                if unsafe { libc::poll(&mut p, 1, ms) } > 0 {
-                    return true;
-                }
-            }
-            None => {
-                // No pidfd: probe the pid. Once the wrapper is gone the side
-                // channel is adopted and reaped, and the probe fails.
-                // SAFETY: signal 0 only checks existence.
-                if unsafe { libc::kill(h.pid as libc::pid_t, 0) } != 0 {
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(20).min(left));
-            }
+        // With a pidfd, poll it; without, probe the pid every 20 ms (once
+        // the wrapper is gone the side channel is adopted and reaped).
+        let mut set: Vec<libc::pollfd> = h.pidfd.map(pollfd).into_iter().collect();
+        let watched = set.len();
+        set.extend(pipes.iter().copied());
+        let step = if watched == 1 {
+            left
+        } else {
+            left.min(Duration::from_millis(20))
+        };
+        // Rounded up: poll's millisecond timeout must not end early.
+        let ms = step.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: a valid array of pollfds; an empty one just sleeps.
+        let rc = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) };
+        if rc > 0 && watched == 1 && set[0].revents != 0 {
+            return true;
         }
-        if left.is_zero() {
+        pipes = set.split_off(watched);
+        drain_ready(&mut pipes);
+        // SAFETY: signal 0 only checks existence.
+        if watched == 0 && unsafe { libc::kill(h.pid as libc::pid_t, 0) } != 0 {
+            return true;
+        }
+        if Instant::now() >= end {
             return false;
         }
     }
@@ -203,13 +242,20 @@ mod tests {
             pidfd: Some(7),
             lock_fd: None,
             log_fd: Some(3),
+            drain: vec![5, 6],
             deadline: Duration::from_millis(10_000),
             t0: Duration::from_micros(1_234_567),
         };
-        assert_eq!(h.args(), ["42", "7", "-", "3", "10000", "1234567"]);
-        assert_eq!(Handoff::parse(&h.args()), Some(h));
+        assert_eq!(h.args(), ["42", "7", "-", "3", "5,6", "10000", "1234567"]);
+        assert_eq!(Handoff::parse(&h.args()), Some(h.clone()));
+        let none = Handoff {
+            drain: Vec::new(),
+            ..h
+        };
+        assert_eq!(none.args()[4], "-");
+        assert_eq!(Handoff::parse(&none.args()), Some(none));
         assert_eq!(Handoff::parse(&["1".to_string()]), None);
-        let bad: Vec<String> = ["x", "-", "-", "-", "1", "0"].map(String::from).into();
+        let bad: Vec<String> = ["x", "-", "-", "-", "-", "1", "0"].map(String::from).into();
         assert_eq!(Handoff::parse(&bad), None);
         assert_eq!(supervise(&bad), 2);
     }
@@ -224,6 +270,7 @@ mod tests {
             pidfd,
             lock_fd: None,
             log_fd: None,
+            drain: Vec::new(),
             deadline: Duration::from_secs(10),
             t0: Duration::ZERO,
         };
@@ -251,6 +298,7 @@ mod tests {
             pidfd: pidfd_open(slow.id()),
             lock_fd: None,
             log_fd: Some(log.as_raw_fd()),
+            drain: Vec::new(),
             deadline: Duration::from_millis(200),
             t0: Duration::from_millis(5),
         };

@@ -302,25 +302,31 @@ impl Pusher {
     /// still in its bring-up, and return at once.
     pub fn finish(mut self, log: &mut Log) {
         self.waiting = None;
-        let mut bringing_up = self.exec.take().map(|p| p.pid());
+        // The exec's pipes stay open while `exec` lives (until we return).
+        let exec = self.exec.take();
+        let mut bringing_up = exec.as_ref().map(|p| (p.pid(), p.pipes()));
+        let mut _kept = Vec::new();
         if let Some(open) = self.channel.take() {
             if open.running {
                 open.channel.close(CHANNEL_GRACE);
             } else {
-                bringing_up = Some(open.channel.abandon());
+                let (pid, pipes) = open.channel.abandon();
+                bringing_up = Some((pid, pipes.iter().map(AsRawFd::as_raw_fd).collect()));
+                _kept = pipes;
             }
         }
-        if let Some(pid) = bringing_up {
-            self.hand_off(pid, log);
+        if let Some((pid, drain)) = bringing_up {
+            self.hand_off(pid, drain, log);
         }
     }
 
-    fn hand_off(&mut self, pid: u32, log: &mut Log) {
+    fn hand_off(&mut self, pid: u32, drain: Vec<std::os::fd::RawFd>, log: &mut Log) {
         let h = Handoff {
             pid,
             pidfd: handoff::pidfd_open(pid),
             lock_fd: self.side_lock.as_ref().map(|(f, _)| f.as_raw_fd()),
             log_fd: log.raw_fd(),
+            drain,
             deadline: self.target.handoff_deadline,
             t0: log.elapsed(),
         };

@@ -12,6 +12,7 @@
 //! [`Event::Side`]s.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -78,10 +79,27 @@ fn first_line(stdout: &str, stderr: &str) -> String {
         .to_string()
 }
 
+/// Keeps a copy of each output pipe's read end, so a hand-off can give the
+/// supervisor something to drain: a client whose stdout or stderr reader
+/// vanished would die of SIGPIPE at its next write, mid-bring-up.
+fn keep_read_ends<T: Into<OwnedFd>>(pipes: Vec<T>) -> (Vec<OwnedFd>, Vec<std::fs::File>) {
+    let mut kept = Vec::new();
+    let mut readers = Vec::new();
+    for p in pipes {
+        let fd: OwnedFd = p.into();
+        if let Ok(copy) = fd.try_clone() {
+            kept.push(copy);
+        }
+        readers.push(std::fs::File::from(fd));
+    }
+    (kept, readers)
+}
+
 /// One exec per push, in flight.
 #[derive(Debug)]
 pub struct ExecPush {
     pid: u32,
+    pipes: Vec<OwnedFd>,
 }
 
 impl ExecPush {
@@ -100,8 +118,16 @@ impl ExecPush {
             .stderr(Stdio::piped())
             .spawn()?;
         let pid = child.id();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
+        let outs: Vec<OwnedFd> = [
+            child.stdout.take().map(OwnedFd::from),
+            child.stderr.take().map(OwnedFd::from),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let (pipes, mut readers) = keep_read_ends(outs);
+        let stderr = readers.pop();
+        let stdout = readers.pop();
         std::thread::spawn(move || {
             // Read stderr here and stdout on a helper so neither pipe fills up.
             let out = stdout.map(|mut s| {
@@ -123,7 +149,12 @@ impl ExecPush {
                 message: first_line(&out, &err),
             }));
         });
-        Ok(Self { pid })
+        Ok(Self { pid, pipes })
+    }
+
+    /// Its output pipes' read ends (for the hand-off to drain).
+    pub fn pipes(&self) -> Vec<RawFd> {
+        self.pipes.iter().map(AsRawFd::as_raw_fd).collect()
     }
 
     /// The push's host pid.
@@ -143,6 +174,7 @@ pub struct Channel {
     child: Child,
     stdin: Option<ChildStdin>,
     opened: Instant,
+    pipes: Vec<OwnedFd>,
 }
 
 impl Channel {
@@ -161,7 +193,17 @@ impl Channel {
             .stderr(Stdio::piped())
             .spawn()?;
         let stdin = child.stdin.take();
-        if let Some(out) = child.stdout.take() {
+        let outs: Vec<OwnedFd> = [
+            child.stdout.take().map(OwnedFd::from),
+            child.stderr.take().map(OwnedFd::from),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let (pipes, mut readers) = keep_read_ends(outs);
+        let stderr = readers.pop();
+        let stdout = readers.pop();
+        if let Some(out) = stdout {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines() {
@@ -173,7 +215,7 @@ impl Channel {
                 let _ = tx.send(Event::Side(SideReport::ChannelEof));
             });
         }
-        if let Some(err) = child.stderr.take() {
+        if let Some(err) = stderr {
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines() {
                     let Ok(line) = line else { break };
@@ -190,6 +232,7 @@ impl Channel {
             child,
             stdin,
             opened: Instant::now(),
+            pipes,
         })
     }
 
@@ -241,10 +284,11 @@ impl Channel {
 
     /// Closes stdin (so the channel ends by itself) and lets it go without
     /// killing it: the hand-off of a channel still in its bring-up. Returns
-    /// its pid (also its process group).
-    pub fn abandon(mut self) -> u32 {
+    /// its pid (also its process group) and its output pipes' read ends,
+    /// which the caller must keep open until the supervisor has them.
+    pub fn abandon(mut self) -> (u32, Vec<OwnedFd>) {
         drop(self.stdin.take());
-        self.child.id()
+        (self.child.id(), std::mem::take(&mut self.pipes))
     }
 }
 

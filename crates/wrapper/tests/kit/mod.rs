@@ -1,0 +1,351 @@
+//! Test kit for the wrapper's contract tests: a PTY the test creates, the
+//! real `pty-resize` binary on it, and a stub `smolvm` (stub-smolvm.pl) whose
+//! journal says what it saw. No fake-smolvm, no other terminal touched.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use pty_resize::log::{self, Record};
+
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// One journal line of the stub.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Epoch milliseconds.
+    pub t: f64,
+    /// The stub process.
+    pub pid: i32,
+    /// `main-start`, `channel-push`, …
+    pub event: String,
+    /// The rest (`size=100x30`, `inwindow=0`).
+    pub rest: String,
+}
+
+/// A PTY pair sized before anything runs on it.
+pub struct Pty {
+    /// The test's side.
+    pub master: OwnedFd,
+    /// The terminal the wrapper gets.
+    pub slave: OwnedFd,
+}
+
+impl Pty {
+    /// A PTY of `cols`×`rows`.
+    pub fn new(cols: u16, rows: u16) -> Self {
+        let ws = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let p = nix::pty::openpty(Some(&ws), None).expect("openpty");
+        for fd in [&p.master, &p.slave] {
+            // SAFETY: F_SETFD on our own fds; nothing but the wrapper inherits them.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        Self {
+            master: p.master,
+            slave: p.slave,
+        }
+    }
+
+    /// Resizes it; the kernel sends SIGWINCH to its foreground group.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize.
+        assert_eq!(
+            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
+            0
+        );
+    }
+
+    /// Types bytes into the terminal.
+    pub fn type_in(&self, bytes: &[u8]) {
+        nix::unistd::write(&self.master, bytes).expect("write to the PTY");
+    }
+
+    /// The terminal's mode and fd flags, as the tests compare them.
+    pub fn mode(&self) -> (Vec<u8>, i32) {
+        let t = nix::sys::termios::tcgetattr(&self.slave).expect("tcgetattr");
+        let raw: libc::termios = t.into();
+        let bytes = format!(
+            "{:x} {:x} {:x} {:x} {:?}",
+            raw.c_iflag, raw.c_oflag, raw.c_cflag, raw.c_lflag, raw.c_cc
+        );
+        // SAFETY: F_GETFL only queries.
+        let fl = unsafe { libc::fcntl(self.slave.as_raw_fd(), libc::F_GETFL) };
+        (bytes.into_bytes(), fl)
+    }
+}
+
+/// A wrapper run on a PTY against the stub.
+pub struct Run {
+    /// The wrapper process.
+    pub child: Child,
+    /// The stub's journal and lock/cache homes live here.
+    pub dir: PathBuf,
+    /// The wrapper's decision log.
+    pub log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+/// How to start a run.
+pub struct Setup<'a> {
+    /// Shared state dir (journal, XDG dirs); several runs may share one.
+    pub dir: &'a Path,
+    /// The machine name.
+    pub machine: &'a str,
+    /// Options before MACHINE.
+    pub opts: Vec<String>,
+    /// Stub switches (`STUB_BRINGUP_MS`…).
+    pub env: Vec<(&'a str, String)>,
+    /// Make the PTY the wrapper's controlling terminal (the normal case).
+    pub ctty: bool,
+    /// Log file name in `dir`.
+    pub log_name: &'a str,
+}
+
+impl<'a> Setup<'a> {
+    /// Defaults: settle 500 ms (the minimum, to keep tests short), a ctty.
+    pub fn new(dir: &'a Path, machine: &'a str) -> Self {
+        Self {
+            dir,
+            machine,
+            opts: vec!["--settle-ms".into(), "500".into()],
+            env: Vec::new(),
+            ctty: true,
+            log_name: "wrapper.log",
+        }
+    }
+
+    /// Adds options.
+    pub fn opts(mut self, o: &[&str]) -> Self {
+        self.opts.extend(o.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Adds a stub switch.
+    pub fn env(mut self, k: &'a str, v: impl ToString) -> Self {
+        self.env.push((k, v.to_string()));
+        self
+    }
+
+    /// Starts `pty-resize OPTS MACHINE -- stub machine exec --name MACHINE -t -- guest` on `pty`.
+    pub fn spawn(self, pty: &Pty) -> Run {
+        let stub = stub_path();
+        let log = self.dir.join(self.log_name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pty-resize"));
+        cmd.args(&self.opts)
+            .args(["--log", log.to_str().unwrap(), self.machine, "--"])
+            .arg(&stub)
+            .args([
+                "machine",
+                "exec",
+                "--name",
+                self.machine,
+                "-t",
+                "--",
+                "guest",
+                "arg",
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STUB_DIR", self.dir)
+            .env("XDG_RUNTIME_DIR", self.dir.join("run"))
+            .env("XDG_CACHE_HOME", self.dir.join("cache"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::from(self.dup_slave(pty)))
+            .stdout(Stdio::from(self.dup_slave(pty)))
+            .stderr(Stdio::from(self.dup_slave(pty)));
+        let ctty = self.ctty;
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if ctty {
+                    libc::ioctl(0, libc::TIOCSCTTY, 0);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn pty-resize");
+        drain(pty);
+        Run {
+            child,
+            dir: self.dir.to_path_buf(),
+            log,
+            status: None,
+        }
+    }
+
+    fn dup_slave(&self, pty: &Pty) -> OwnedFd {
+        pty.slave.try_clone().expect("dup slave")
+    }
+}
+
+/// The stub's path, made executable.
+pub fn stub_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kit/stub-smolvm.pl")
+}
+
+/// Reads the PTY's output on a thread so the terminal never fills up.
+fn drain(pty: &Pty) {
+    let master = pty.master.try_clone().expect("dup master");
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut buf = [0u8; 4096];
+        while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+    });
+}
+
+/// The stub's journal in `dir`.
+pub fn journal(dir: &Path) -> Vec<Step> {
+    std::fs::read_to_string(dir.join("journal"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.splitn(4, ' ');
+            Some(Step {
+                t: w.next()?.parse().ok()?,
+                pid: w.next()?.parse().ok()?,
+                event: w.next()?.to_string(),
+                rest: w.next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Waits for `cond` until [`DEADLINE`]; on timeout panics with `what` and
+/// what the journal and the logs said.
+pub fn wait_for(what: &str, dir: &Path, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        if Instant::now() > end {
+            panic!(
+                "gave up after {DEADLINE:?} waiting for: {what}\n{}",
+                context(dir)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The journal and every `*.log` in `dir`, for failure messages.
+pub fn context(dir: &Path) -> String {
+    let mut out = format!(
+        "--- journal\n{}",
+        std::fs::read_to_string(dir.join("journal")).unwrap_or_default()
+    );
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                out.push_str(&format!(
+                    "--- {}\n{}",
+                    e.path().display(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a process is gone (or a zombie nobody reaped yet).
+pub fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+impl Run {
+    /// The decision log so far.
+    pub fn records(&self) -> Vec<Record> {
+        log::read(&self.log).unwrap_or_default()
+    }
+
+    /// The first record of `event`, if any.
+    pub fn first(&self, event: &str) -> Option<Record> {
+        self.records().into_iter().find(|r| r.event == event)
+    }
+
+    /// How many records of `event`.
+    pub fn count(&self, event: &str) -> usize {
+        self.records().iter().filter(|r| r.event == event).count()
+    }
+
+    /// Waits until the log has an `event` record and returns it.
+    pub fn wait_event(&self, event: &str) -> Record {
+        let mut found = None;
+        wait_for(&format!("log event {event}"), &self.dir, || {
+            found = self.first(event);
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// The stub main exec's pid (from the `start` record).
+    pub fn smolvm_pid(&self) -> i32 {
+        self.wait_event("start")
+            .get("pid")
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits for the wrapper to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        if let Some(st) = self.status {
+            return st;
+        }
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                self.status = Some(st);
+                return st;
+            }
+            if Instant::now() > end {
+                panic!("pty-resize did not exit\n{}", context(&self.dir));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends a signal to the wrapper.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill with our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // No process outlives a test: the wrapper, and every stub it started.
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for step in journal(&self.dir) {
+            // Only a pid that is still a stub (pids are reused).
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", step.pid)).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("stub-smolvm") {
+                // SAFETY: SIGKILL to a stub this test started.
+                unsafe { libc::kill(step.pid, libc::SIGKILL) };
+            }
+        }
+    }
+}

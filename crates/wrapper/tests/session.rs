@@ -1,0 +1,383 @@
+//! The wrapper's session contracts, against a stub smolvm on PTYs the tests
+//! create: readiness, the lazy side channel, the machine lock, the hand-off,
+//! the terminal hand-back, PDEATHSIG and native forwarding.
+
+mod kit;
+
+use std::time::{Duration, Instant};
+
+use kit::{gone, journal, wait_for, Pty, Setup, Step};
+
+fn steps(dir: &std::path::Path, event: &str) -> Vec<Step> {
+    journal(dir)
+        .into_iter()
+        .filter(|s| s.event == event)
+        .collect()
+}
+
+fn step(dir: &std::path::Path, event: &str) -> Step {
+    let mut found = None;
+    wait_for(&format!("journal {event}"), dir, || {
+        found = steps(dir, event).into_iter().next();
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// No side exec may start while the main exec's crun window is open.
+fn assert_no_side_in_window(dir: &std::path::Path) {
+    for s in journal(dir) {
+        assert!(
+            !s.rest.contains("inwindow=1"),
+            "side exec inside the window: {s:?}\n{}",
+            kit::context(dir)
+        );
+    }
+}
+
+/// Types `q` once the stub reads the terminal (a byte typed before smolvm's
+/// TCSAFLUSH switch to raw mode would be discarded).
+fn quit(run: &mut kit::Run, pty: &Pty) -> i32 {
+    run.wait_event("ready");
+    pty.type_in(b"q");
+    run.wait_exit().code().expect("exit code")
+}
+
+#[test]
+fn a_session_never_resized_starts_no_side_channel_and_ready_waits_the_settle_margin() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m").spawn(&pty);
+    let ready = run.wait_event("ready");
+    let started = run.first("started").expect("started before ready");
+    assert_eq!(ready.get("via"), Some("raw+settle"));
+    assert_eq!(started.get("via"), Some("raw"));
+    assert!(ready.t_ms - started.t_ms >= 500.0, "{ready:?} {started:?}");
+    assert_eq!(step(dir.path(), "main-start").rest, "prologue=100x30");
+    // The main lock is released at readiness, not before.
+    let unlock = run.first("unlock").expect("unlock");
+    assert_eq!(unlock.get("for"), Some("main"));
+    assert!(unlock.t_ms >= ready.t_ms);
+    assert_eq!(quit(&mut run, &pty), 0);
+    assert!(steps(dir.path(), "channel-start").is_empty());
+    assert!(steps(dir.path(), "exec-start").is_empty());
+    assert_eq!(run.count("channel-open"), 0);
+    assert_eq!(run.count("push"), 0);
+    assert_eq!(run.first("exit").unwrap().get("code"), Some("0"));
+}
+
+#[test]
+fn a_resize_at_raw_mode_is_pushed_after_ready_never_inside_the_window() {
+    for mode in ["channel", "exec"] {
+        let dir = tempfile::tempdir().unwrap();
+        let pty = Pty::new(100, 30);
+        let mut run = Setup::new(dir.path(), "m")
+            .opts(&["--mode", mode])
+            .env("STUB_CRUN_MS", 300)
+            .spawn(&pty);
+        step(dir.path(), "main-raw");
+        pty.resize(90, 25);
+        let push_event = if mode == "channel" {
+            "channel-push"
+        } else {
+            "exec-push"
+        };
+        wait_for("a push of 90x25", dir.path(), || {
+            steps(dir.path(), push_event)
+                .iter()
+                .any(|s| s.rest == "size=90x25")
+        });
+        let push = run.first("push").unwrap();
+        assert_eq!(push.get("size"), Some("90x25"));
+        assert_eq!(push.get("transport"), Some(mode));
+        assert!(push.t_ms >= run.first("ready").unwrap().t_ms);
+        let running = step(dir.path(), "main-running");
+        let side = step(
+            dir.path(),
+            if mode == "channel" {
+                "channel-start"
+            } else {
+                "exec-start"
+            },
+        );
+        assert!(side.t >= running.t, "{side:?} before {running:?}");
+        // A later resize reuses the channel (or one exec, serially).
+        pty.resize(60, 20);
+        wait_for("a push of 60x20", dir.path(), || {
+            steps(dir.path(), push_event)
+                .iter()
+                .any(|s| s.rest == "size=60x20")
+        });
+        assert_eq!(quit(&mut run, &pty), 0, "{mode}");
+        assert_no_side_in_window(dir.path());
+        if mode == "channel" {
+            assert_eq!(steps(dir.path(), "channel-start").len(), 1);
+            assert_eq!(run.count("channel-running"), 1);
+        }
+        // Each side bring-up held the machine lock.
+        assert!(run
+            .records()
+            .iter()
+            .any(|r| r.event == "lock" && r.get("for") == Some("side")));
+    }
+}
+
+#[test]
+fn the_terminal_is_handed_back_after_sigterm_sighup_and_a_killed_smolvm() {
+    for (what, code) in [("SIGTERM", 143), ("SIGHUP", 129), ("kill smolvm", 137)] {
+        let dir = tempfile::tempdir().unwrap();
+        let pty = Pty::new(100, 30);
+        let before = pty.mode();
+        let mut run = Setup::new(dir.path(), "m").spawn(&pty);
+        step(dir.path(), "main-running");
+        assert_ne!(
+            pty.mode(),
+            before,
+            "the stub made the terminal raw and O_NONBLOCK"
+        );
+        match what {
+            "SIGTERM" => run.signal(libc::SIGTERM),
+            "SIGHUP" => run.signal(libc::SIGHUP),
+            _ => {
+                // SAFETY: SIGKILL to the stub this test started.
+                unsafe { libc::kill(run.smolvm_pid(), libc::SIGKILL) };
+            }
+        }
+        assert_eq!(
+            run.wait_exit().code(),
+            Some(code),
+            "{what}\n{}",
+            kit::context(dir.path())
+        );
+        assert_eq!(pty.mode(), before, "{what}: terminal not handed back");
+        let restore = run.first("restore").expect("restore");
+        assert_eq!(restore.get("termios"), Some("restored"), "{what}");
+        assert_eq!(restore.get("flags"), Some("restored"), "{what}");
+    }
+}
+
+#[test]
+fn a_sigkilled_wrapper_takes_smolvm_with_it_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m").spawn(&pty);
+    let smolvm = run.smolvm_pid();
+    step(dir.path(), "main-running");
+    run.signal(libc::SIGKILL);
+    run.wait_exit();
+    let t = Instant::now();
+    wait_for("smolvm gone", dir.path(), || gone(smolvm));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_second_wrapper_on_the_machine_waits_for_the_first_ones_bring_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (Pty::new(100, 30), Pty::new(80, 24));
+    let mut a = Setup::new(dir.path(), "m").spawn(&pa);
+    a.wait_event("lock");
+    let mut b = Setup {
+        log_name: "b.log",
+        ..Setup::new(dir.path(), "m")
+    }
+    .spawn(&pb);
+    let wait = b.wait_event("lock-wait");
+    assert_eq!(wait.get("for"), Some("main"));
+    let lock = b.wait_event("lock");
+    assert!(lock.get("waited_ms").unwrap().parse::<f64>().unwrap() > 0.0);
+    // B's smolvm started only after A's window closed (A released at ready).
+    wait_for("two main execs", dir.path(), || {
+        steps(dir.path(), "main-start").len() == 2
+    });
+    let starts = steps(dir.path(), "main-start");
+    let a_running = steps(dir.path(), "main-running")[0].clone();
+    assert!(starts[1].t >= a_running.t, "{starts:?} {a_running:?}");
+    // Another machine is not held up.
+    let pc = Pty::new(80, 24);
+    let mut c = Setup {
+        log_name: "c.log",
+        ..Setup::new(dir.path(), "other")
+    }
+    .spawn(&pc);
+    assert_eq!(c.wait_event("lock").get("waited_ms"), Some("0.000"));
+    for (run, pty) in [(&mut a, &pa), (&mut b, &pb), (&mut c, &pc)] {
+        assert_eq!(quit(run, pty), 0);
+    }
+}
+
+#[test]
+fn a_side_channel_still_in_its_bring_up_is_left_to_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .env("STUB_SIDE_MS", 1500)
+        .spawn(&pty);
+    run.wait_event("ready");
+    pty.resize(90, 25);
+    step(dir.path(), "channel-start");
+    assert_eq!(quit(&mut run, &pty), 0);
+    // The wrapper exited at once, before the channel's bring-up ended.
+    assert!(
+        steps(dir.path(), "channel-running").is_empty(),
+        "{}",
+        kit::context(dir.path())
+    );
+    assert!(run.first("handoff").is_some());
+    // It finished by itself (stdin closed), under the supervisor.
+    step(dir.path(), "channel-eof");
+    let done = run.wait_event("handoff-done");
+    assert_eq!(done.get("outcome"), Some("exited"));
+}
+
+#[test]
+fn a_side_channel_that_never_ends_is_killed_at_the_hand_off_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .opts(&["--push-timeout-ms", "1000"])
+        .env("STUB_SIDE_MS", 300)
+        .env("STUB_SIDE_HANG", 1)
+        .spawn(&pty);
+    run.wait_event("ready");
+    pty.resize(90, 25);
+    let channel = step(dir.path(), "channel-start");
+    assert_eq!(quit(&mut run, &pty), 0);
+    let done = run.wait_event("handoff-done");
+    assert_eq!(
+        done.get("outcome"),
+        Some("killed"),
+        "{}",
+        kit::context(dir.path())
+    );
+    wait_for("the channel gone", dir.path(), || gone(channel.pid));
+}
+
+#[test]
+fn on_smolvm_0_8_1_no_side_channel_and_a_start_up_resize_is_nudged() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .env("STUB_VERSION", "0.8.1")
+        .env("STUB_BRINGUP_MS", 300)
+        .spawn(&pty);
+    step(dir.path(), "main-start");
+    pty.resize(70, 20);
+    let nudge = run.wait_event("nudge");
+    assert_eq!(nudge.get("size"), Some("70x20"));
+    assert_eq!(nudge.get("prologue"), Some("100x30"));
+    assert_eq!(run.first("start").unwrap().get("transport"), Some("native"));
+    let running = step(dir.path(), "main-running");
+    wait_for("a SIGWINCH after the window", dir.path(), || {
+        steps(dir.path(), "winch").iter().any(|w| w.t > running.t)
+    });
+    pty.resize(60, 20);
+    assert_eq!(quit(&mut run, &pty), 0);
+    assert!(steps(dir.path(), "channel-start").is_empty());
+    assert!(steps(dir.path(), "exec-start").is_empty());
+    assert_eq!(run.count("push"), 0);
+    assert_eq!(run.count("nudge"), 1);
+}
+
+#[test]
+fn a_hung_version_is_bounded_then_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, source) in ["query", "cache"].into_iter().enumerate() {
+        let pty = Pty::new(100, 30);
+        let mut run = Setup {
+            log_name: if i == 0 { "first.log" } else { "second.log" },
+            ..Setup::new(dir.path(), "m")
+        }
+        .env("STUB_VERSION", "hang")
+        .spawn(&pty);
+        let v = run.wait_event("version");
+        assert_eq!(v.get("source"), Some(source));
+        assert_eq!(v.get("version"), Some("unknown"));
+        if i == 0 {
+            assert_eq!(v.get("probe"), Some("timeout"));
+        }
+        assert_eq!(run.wait_event("start").get("transport"), Some("channel"));
+        assert_eq!(quit(&mut run, &pty), 0);
+    }
+    assert_eq!(steps(dir.path(), "version").len(), 1, "asked once");
+}
+
+#[test]
+fn without_a_controlling_terminal_the_log_says_no_resize_will_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup {
+        ctty: false,
+        ..Setup::new(dir.path(), "m")
+    }
+    .spawn(&pty);
+    let r = run.wait_event("no-resize");
+    assert!(
+        r.get("reason")
+            .unwrap()
+            .starts_with("no-controlling-terminal"),
+        "{r:?}"
+    );
+    run.wait_event("ready");
+    assert_eq!(quit(&mut run, &pty), 0);
+}
+
+#[test]
+fn sizes_no_terminal_has_are_rejected_not_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(10_000, 10_000);
+    let mut run = Setup::new(dir.path(), "m").spawn(&pty);
+    let size = run.wait_event("size");
+    assert_eq!(size.get("size"), Some("none"));
+    assert_eq!(size.get("invalid"), Some("out-of-range-10000x10000"));
+    assert_eq!(
+        run.first("prologue").unwrap().get("reason"),
+        Some("no-size")
+    );
+    assert_eq!(step(dir.path(), "main-start").rest, "prologue=none");
+    run.wait_event("ready");
+    pty.resize(80, 9000);
+    wait_for("the second size record", dir.path(), || {
+        run.count("size") == 2
+    });
+    pty.resize(80, 24);
+    wait_for("a push of 80x24", dir.path(), || {
+        steps(dir.path(), "channel-push")
+            .iter()
+            .any(|s| s.rest == "size=80x24")
+    });
+    assert_eq!(quit(&mut run, &pty), 0);
+    let pushed: Vec<_> = run
+        .records()
+        .into_iter()
+        .filter(|r| r.event == "push")
+        .map(|r| r.get("size").unwrap().to_string())
+        .collect();
+    assert_eq!(pushed, ["80x24"]);
+}
+
+#[test]
+fn already_raw_at_start_waits_for_the_later_of_the_timer_and_nonblock_plus_settle() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut t = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
+    nix::sys::termios::cfmakeraw(&mut t);
+    nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+    let mut run = Setup::new(dir.path(), "m")
+        .opts(&["--fallback-ms", "700"])
+        .env("STUB_BRINGUP_MS", 300)
+        .env("STUB_CRUN_MS", 300)
+        .spawn(&pty);
+    run.wait_event("start");
+    pty.resize(90, 25);
+    let ready = run.wait_event("ready");
+    assert_eq!(run.first("start").unwrap().get("readiness"), Some("timer"));
+    assert_eq!(run.first("started").unwrap().get("via"), Some("nonblock"));
+    assert_eq!(ready.get("via"), Some("nonblock+settle"));
+    wait_for("a push of 90x25", dir.path(), || {
+        steps(dir.path(), "channel-push")
+            .iter()
+            .any(|s| s.rest == "size=90x25")
+    });
+    assert_eq!(quit(&mut run, &pty), 0);
+    assert_no_side_in_window(dir.path());
+}
