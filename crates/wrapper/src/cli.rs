@@ -46,10 +46,13 @@ Environment:
   PTY_RESIZE_LOG=FILE     same as --log FILE (empty: no log)
   PTY_RESIZE_NO_CACHE=1   do not cache `smolvm --version` answers
   XDG_CACHE_HOME          where the version cache lives (pty-resize/versions)
+  XDG_RUNTIME_DIR         where the per-machine bring-up locks live (pty-resize/),
+                          else XDG_CACHE_HOME, else ~/.cache
 
 The bridge is off (the command runs as is) when stdin or stdout is not a
-terminal, when the command is not an `exec` with -t/--tty, or when
-`smolvm --version` reports 0.8.1 or later (native size forwarding).
+terminal or when the command is not an `exec` with -t/--tty. When `smolvm
+--version` reports 0.8.1 or later (native size forwarding) the prologue still
+sizes the first frame, but no side channel is ever opened.
 
 Example:
   pty-resize bottle -- smolvm machine exec --name bottle -t -- claude --resume";
@@ -57,8 +60,9 @@ Example:
 /// Keeps a smolvm guest's PTY at the host terminal's size.
 ///
 /// Runs SMOLVM ARGV as a child on the same terminal, starts the guest command
-/// at the host size (prologue), and pushes every later size change into the
-/// guest through a side channel once the main exec has finished its bring-up.
+/// at the host size (prologue), and pushes later size changes into the guest
+/// through a side channel, opened only when needed and only once the session's
+/// container is taken to be running (raw mode + --settle-ms).
 #[derive(Debug, Parser)]
 #[command(name = "pty-resize", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -100,7 +104,8 @@ pub struct Cli {
     #[arg(long)]
     pub no_prologue: bool,
 
-    /// Bridge even if `smolvm --version` reports native size forwarding (0.8.1+).
+    /// Push sizes through side channels even if `smolvm --version` reports
+    /// native size forwarding (0.8.1+).
     #[arg(long)]
     pub force_bridge: bool,
 

@@ -4,12 +4,128 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pty-resize"))
-        .args(args)
+    run_env(args, None)
+}
+
+/// Runs the wrapper with no terminal, bounded: bad input must never hang.
+fn run_env(args: &[&str], log_env: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pty-resize"));
+    cmd.args(args)
         .env_remove("PTY_RESIZE_LOG")
         .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(v) = log_env {
+        cmd.env("PTY_RESIZE_LOG", v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > end {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("pty-resize {args:?} hung: {out:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+const EXEC: [&str; 6] = ["--", "smolvm", "machine", "exec", "--name", "m"];
+
+fn with_exec<'a>(before: &[&'a str]) -> Vec<&'a str> {
+    before.iter().copied().chain(EXEC).collect()
+}
+
+#[test]
+fn unsafe_timings_are_usage_errors() {
+    assert_one_line_error(
+        &run(&with_exec(&["--fallback-ms", "0", "m"])),
+        2,
+        "pty-resize: error: --fallback-ms 0 is below --settle-ms 2000",
+    );
+    assert_one_line_error(
+        &run(&with_exec(&[
+            "--settle-ms",
+            "100",
+            "--fallback-ms",
+            "3000",
+            "m",
+        ])),
+        2,
+        "pty-resize: error: --settle-ms 100 is below the minimum 500",
+    );
+    assert_one_line_error(
+        &run(&with_exec(&["--push-timeout-ms", "0", "m"])),
+        2,
+        "pty-resize: error:",
+    );
+}
+
+#[test]
+fn a_machine_other_than_the_commands_name_is_a_usage_error_naming_both() {
+    assert_one_line_error(
+        &run(&[
+            "other", "--", "smolvm", "machine", "exec", "--name", "m", "-t",
+        ]),
+        2,
+        "pty-resize: error: the machine 'other' differs from the command's --name 'm'",
+    );
+}
+
+#[test]
+fn clap_hints_are_kept_in_the_one_line() {
+    let out = run(&["m", "smolvm", "machine"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "pty-resize: error: unexpected argument 'smolvm' found",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("goes after '--'"));
+    let out = run(&["--mode", "fast", "m", "--", "true"]);
+    assert_one_line_error(&out, 2, "pty-resize: error: invalid value 'fast'");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[possible values: channel, exec]"));
+}
+
+#[test]
+fn an_empty_pty_resize_log_is_no_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_env(&["m", "--", "sh", "-c", "exit 4"], Some(""));
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    // A non-empty one is used.
+    let log = dir.path().join("l.log");
+    let out = run_env(&["m", "--", "true"], Some(log.to_str().unwrap()));
+    assert_eq!(out.status.code(), Some(0));
+    let recs = pty_resize::log::read(&log).unwrap();
+    assert_eq!(recs[0].event, "open");
+    assert_eq!(recs[1].event, "passthrough");
+    assert_eq!(recs[1].get("reason"), Some("not-a-tty"));
+}
+
+#[test]
+fn unusable_logs_fail_at_once_with_one_line_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    assert_one_line_error(
+        &run(&["--log", fifo.to_str().unwrap(), "m", "--", "true"]),
+        1,
+        &format!(
+            "pty-resize: cannot open log '{}': a FIFO with no reader",
+            fifo.display()
+        ),
+    );
+    assert_one_line_error(
+        &run(&["--log", dir.path().to_str().unwrap(), "m", "--", "true"]),
+        1,
+        "pty-resize: cannot open log",
+    );
+    assert_one_line_error(
+        &run(&["--log", "/dev/full", "m", "--", "true"]),
+        1,
+        "pty-resize: cannot write log '/dev/full': No space left on device",
+    );
 }
 
 fn assert_one_line_error(out: &Output, code: i32, starts: &str) {
@@ -100,6 +216,7 @@ fn help_documents_every_option_and_exit_code() {
         "--mode",
         "--fallback-ms",
         "--push-timeout-ms",
+        "--settle-ms",
         "--no-prologue",
         "--force-bridge",
         "--log",
