@@ -24,8 +24,9 @@ pub fn side_channels(records: &[ExecRecord]) -> Vec<&ExecRecord> {
     records.iter().filter(|r| !r.tty).collect()
 }
 
-/// Pairs of records whose bring-up windows overlap (the config.json race's
-/// precondition), as indexes into `records`.
+/// Pairs of records where one touched the machine (wrote `config.json`,
+/// resolved the main container) inside the other's crun window: what kills
+/// or tears a session. Indexes into `records`.
 pub fn overlapping_bringups(records: &[ExecRecord]) -> Vec<(usize, usize)> {
     let all: Vec<&ExecRecord> = records.iter().collect();
     pairs(&all, ExecRecord::bringup_overlaps)
@@ -61,22 +62,32 @@ pub fn faulted(records: &[ExecRecord]) -> Vec<&ExecRecord> {
 mod tests {
     use super::*;
 
-    fn rec(tty: bool, start: f64, bringup: (f64, f64), end: f64) -> ExecRecord {
+    /// A record that touched the machine at `window.0` and whose crun
+    /// window ran `window.0..window.1`.
+    fn rec(tty: bool, start: f64, window: (f64, f64), end: f64) -> ExecRecord {
         ExecRecord {
             pid: 1,
+            program: "smolvm".into(),
             argv: vec!["x".into()],
             tty,
             interactive: tty,
+            path: fake_smolvm::exec_log::ExecPath::Run,
+            joined: false,
             stdin: "devnull".into(),
             tmux: false,
             start_ms: start,
-            bringup_start_ms: Some(bringup.0),
-            bringup_end_ms: Some(bringup.1),
+            bringup_start_ms: Some(start),
+            touched_ms: Some(window.0),
+            started_ms: None,
+            window_start_ms: Some(window.0),
+            window_end_ms: Some(window.1),
+            bringup_end_ms: Some(window.1),
             end_ms: end,
             exit_code: 0,
             signal: None,
             fault: None,
             error: None,
+            client_gone: false,
         }
     }
 

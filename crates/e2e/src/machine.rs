@@ -1,14 +1,18 @@
-//! [`Machine`]: a fake smolvm machine in a temp `FAKE_SMOLVM_HOME`.
+//! [`Machine`]: a fake smolvm machine in temp smolvm state folders
+//! (`XDG_CACHE_HOME`, `XDG_DATA_HOME`), where the real client looks too.
 //!
 //! Driven through the `fake-smolvm` CLI exactly as the contract says
-//! (`machine create NAME`, `machine start --name NAME`, `machine stop --name
-//! NAME`), so it also exercises that surface. Stopped on drop, pass or fail.
+//! (`machine create NAME --image alpine`, `machine start --name NAME`,
+//! `machine stop --name NAME`), so it also exercises that surface; every
+//! `exec` goes through [`bins::smolvm_client`] (the fake's client, or the
+//! one `E2E_SMOLVM` names). Stopped on drop, pass or fail.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use fake_smolvm::exec_log::{self, ExecRecord};
+use fake_smolvm::host::Host;
 use tempfile::TempDir;
 
 use crate::bins;
@@ -34,14 +38,24 @@ pub struct CliOutput {
 }
 
 impl Machine {
-    /// Creates and starts machine `name` in a fresh temp home, with `env`
-    /// (e.g. `("FAKE_SMOLVM_BRINGUP_MS", "100")`) given to every fake-smolvm
-    /// process it runs. Panics with the CLI's output if either step fails.
+    /// Creates and starts image machine `name` (smolvm's `run` path, with
+    /// the 0×0 PTY and the crun window) in fresh temp state folders, with
+    /// `env` (e.g. `("FAKE_SMOLVM_CRUN_MS", "500")`) given to every process
+    /// it runs. Panics with the CLI's output if either step fails.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Machine {
+        Machine::start_with(name, Some("alpine"), env)
+    }
+
+    /// The same for a bare machine (no image: smolvm's `vm_exec` path).
+    pub fn start_bare(name: &str, env: &[(&str, &str)]) -> Machine {
+        Machine::start_with(name, None, env)
+    }
+
+    fn start_with(name: &str, image: Option<&str>, env: &[(&str, &str)]) -> Machine {
         let home = tempfile::Builder::new()
             .prefix("e2e-smolvm-")
             .tempdir()
-            .expect("e2e: temp FAKE_SMOLVM_HOME");
+            .expect("e2e: temp state folder");
         let mut machine = Machine {
             home,
             name: name.to_string(),
@@ -51,7 +65,10 @@ impl Machine {
                 .collect(),
             running: false,
         };
-        machine.cli_ok(&["machine", "create", name]);
+        match image {
+            Some(image) => machine.cli_ok(&["machine", "create", name, "--image", image]),
+            None => machine.cli_ok(&["machine", "create", name]),
+        };
         machine.running = true; // from here on, drop must try to stop it
         machine.cli_ok(&["machine", "start", "--name", name]);
         machine
@@ -62,14 +79,20 @@ impl Machine {
         &self.name
     }
 
-    /// The temp `FAKE_SMOLVM_HOME`.
+    /// The temp folder holding the machine's state folders and logs.
     pub fn home(&self) -> &Path {
         self.home.path()
     }
 
-    /// The machine's folder, `<home>/vms/<name>/`.
+    /// The machine's folder, where smolvm keeps it:
+    /// `<cache>/smolvm/vms/<hash of the name>/`.
     pub fn dir(&self) -> PathBuf {
-        self.home().join("vms").join(&self.name)
+        Host::at(self.cache_dir(), self.data_dir()).machine_dir(&self.name)
+    }
+
+    /// Path of the guest agent's own log (`agent.log`).
+    pub fn agent_log_path(&self) -> PathBuf {
+        self.dir().join("agent.log")
     }
 
     /// Path of the machine's `exec.log`.
@@ -85,24 +108,21 @@ impl Machine {
             .unwrap_or_else(|e| panic!("e2e: reading {}: {e}", self.exec_log_path().display()))
     }
 
-    /// The variables a command needs to reach this machine:
-    /// `FAKE_SMOLVM_HOME`, an `XDG_CACHE_HOME` of its own, and the settings
-    /// given to [`Machine::start`].
+    /// The variables a command needs to reach this machine: smolvm's state
+    /// folders (`XDG_CACHE_HOME`, `XDG_DATA_HOME`), a private `HOME` and
+    /// `XDG_RUNTIME_DIR`, and the settings given to [`Machine::start`].
     ///
-    /// Why a private `XDG_CACHE_HOME`: `pty-resize` caches `smolvm --version`
-    /// there, keyed by the binary's identity. The fake's answer depends on
-    /// `FAKE_SMOLVM_COMPAT`, so a shared cache would let a 0.8.1 test poison
-    /// a 0.8.0 one — and tests must never write into the user's `~/.cache`.
+    /// Why private folders: the real client creates sparse disks in the
+    /// machine folder, `pty-resize` caches `smolvm --version` (whose answer
+    /// depends on `FAKE_SMOLVM_COMPAT`) and keeps its per-machine lock
+    /// there, and tests must never write into the user's own folders.
     pub fn env(&self) -> Vec<(String, String)> {
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
         let mut env = vec![
-            (
-                "FAKE_SMOLVM_HOME".to_string(),
-                self.home().to_string_lossy().into_owned(),
-            ),
-            (
-                "XDG_CACHE_HOME".to_string(),
-                self.cache_dir().to_string_lossy().into_owned(),
-            ),
+            ("XDG_CACHE_HOME".to_string(), path(self.cache_dir())),
+            ("XDG_DATA_HOME".to_string(), path(self.data_dir())),
+            ("XDG_RUNTIME_DIR".to_string(), path(self.home().join("run"))),
+            ("HOME".to_string(), path(self.home().join("home"))),
         ];
         env.extend(self.env.iter().cloned());
         env
@@ -111,6 +131,11 @@ impl Machine {
     /// This machine's private `XDG_CACHE_HOME` (`<home>/cache`).
     pub fn cache_dir(&self) -> PathBuf {
         self.home().join("cache")
+    }
+
+    /// This machine's private `XDG_DATA_HOME` (`<home>/data`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.home().join("data")
     }
 
     /// Where the wrapper started by [`Machine::wrapped_command`] writes its
@@ -124,19 +149,21 @@ impl Machine {
         std::fs::read_to_string(self.wrapper_log_path()).unwrap_or_default()
     }
 
-    /// The logs a failure message should show: `exec.log` and the wrapper's.
-    pub fn logs(&self) -> [(&'static str, PathBuf); 2] {
+    /// The logs a failure message should show: `exec.log`, the wrapper's
+    /// and the agent's.
+    pub fn logs(&self) -> [(&'static str, PathBuf); 3] {
         [
             ("exec.log", self.exec_log_path()),
             ("pty-resize.log", self.wrapper_log_path()),
+            ("agent.log", self.agent_log_path()),
         ]
     }
 
-    /// The argv of `fake-smolvm machine exec --name NAME <args…>`, with the
-    /// fake's full path (what a user would give `pty-resize` after `--`).
+    /// The argv of `smolvm machine exec --name NAME <args…>` with the chosen
+    /// client's full path (what a user would give `pty-resize` after `--`).
     pub fn exec_argv(&self, args: &[impl AsRef<str>]) -> Vec<String> {
         let mut argv = vec![
-            bins::fake_smolvm().to_string_lossy().into_owned(),
+            bins::smolvm_client().to_string_lossy().into_owned(),
             "machine".into(),
             "exec".into(),
             "--name".into(),
@@ -191,13 +218,10 @@ impl Machine {
         cmd
     }
 
-    /// `fake-smolvm machine exec --name NAME <args…>`, e.g.
-    /// `exec_command(&["-t", "--", "guest-tui"])`.
+    /// `smolvm machine exec --name NAME <args…>` through the chosen client,
+    /// e.g. `exec_command(&["-t", "--", "guest-tui"])`.
     pub fn exec_command(&self, args: &[impl AsRef<str>]) -> Command {
-        let mut cmd = self.command();
-        cmd.args(["machine", "exec", "--name", &self.name])
-            .args(args.iter().map(AsRef::as_ref));
-        cmd
+        command_from(&self.exec_argv(args), self.env())
     }
 
     /// Runs the fake's CLI with `args`. Output goes to files, not pipes: a
@@ -282,15 +306,18 @@ impl Drop for Machine {
         }))
         .unwrap_or(false);
         if !stopped {
-            // Last resort, so no guest outlives the test: the agent's pid.
-            if let Some(pid) = std::fs::read_to_string(self.dir().join("agent.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+            // Last resort, so no guest outlives the test: the agent's
+            // front and the guest's init, by pid.
+            for file in ["agent.pid", "guest.pid"] {
+                if let Some(pid) = std::fs::read_to_string(self.dir().join(file))
+                    .ok()
+                    .and_then(|s| s.lines().next()?.trim().parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
             }
         }
     }

@@ -30,17 +30,19 @@ pub enum Fault {
 }
 
 /// Which agent path served an exec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecPath {
     /// `run`: an image machine (crun).
+    #[default]
     Run,
     /// `vm_exec`: a bare machine, no container.
     VmExec,
 }
 
 /// One exec, as recorded in `exec.log` by the agent. See `docs/contracts.md`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// (`Default` is for tests that build records by hand.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecRecord {
     /// Host pid of the client process (`SO_PEERCRED`).
     pub pid: u32,

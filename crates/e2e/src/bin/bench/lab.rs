@@ -246,16 +246,9 @@ mod tests {
             argv: vec!["sh".into()],
             tty,
             interactive: tty,
-            stdin: "devnull".into(),
-            tmux: false,
             start_ms: start,
-            bringup_start_ms: None,
-            bringup_end_ms: None,
             end_ms: end,
-            exit_code: 0,
-            signal: None,
-            fault: None,
-            error: None,
+            ..ExecRecord::default()
         }
     }
 

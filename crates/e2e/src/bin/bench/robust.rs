@@ -156,15 +156,12 @@ mod tests {
             tty: true,
             interactive: true,
             stdin: "tty:/dev/pts/1".into(),
-            tmux: false,
-            start_ms: 0.0,
             bringup_start_ms: Some(1.0),
             bringup_end_ms: Some(2.0),
             end_ms: 3.0,
             exit_code,
-            signal: None,
             fault,
-            error: None,
+            ..ExecRecord::default()
         }
     }
 
