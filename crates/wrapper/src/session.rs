@@ -186,6 +186,7 @@ impl Session {
     /// Whether the terminal must be polled for smolvm's switch.
     fn polling(&self) -> bool {
         !self.sm.is_ready()
+            && !self.sm.observed()
             && match self.sm.watch() {
                 Watch::Raw => true,
                 Watch::Timer => self.nonblock_at_start == Some(false),

@@ -151,6 +151,11 @@ impl Machine {
         self.watch
     }
 
+    /// Whether `started` was seen (the terminal need not be watched any more).
+    pub fn observed(&self) -> bool {
+        self.observed.is_some()
+    }
+
     /// Whether a push is in flight.
     pub fn in_flight(&self) -> bool {
         self.in_flight.is_some()

@@ -70,7 +70,9 @@ fn raw_mode_is_only_started_ready_comes_a_settle_margin_later() {
     for now in (0..5000).step_by(250) {
         assert!(m.tick(t(now)).is_empty(), "acted at {now} ms");
     }
+    assert!(!m.observed());
     let a = m.started(t(5005), "raw");
+    assert!(m.observed());
     assert_eq!(
         a,
         [Action::Log(LogEvent::Started {
