@@ -9,7 +9,9 @@ const DEADLINE: Duration = Duration::from_secs(20);
 #[test]
 fn a_machine_runs_an_exec_and_logs_it() {
     let machine = Machine::start("m1", &[("FAKE_SMOLVM_BRINGUP_MS", "50")]);
-    assert!(machine.dir().join("machine.json").is_file());
+    // Where smolvm keeps it: the folder holds the name, the registry the record.
+    assert_eq!(std::fs::read_to_string(machine.dir().join("name")).unwrap(), "m1");
+    assert!(machine.data_dir().join("smolvm/server/smolvm.db").is_file());
     let out = machine
         .exec_command(&["--", "sh", "-c", "echo hello from the guest"])
         .output()
@@ -46,18 +48,21 @@ fn guest_tui_through_the_fake_shows_the_0x0_bug() {
 fn drop_stops_the_machine() {
     let machine = Machine::start("m3", &[]);
     let pid_file = machine.dir().join("agent.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let first_line = |file: &str| -> i32 {
+        let text = std::fs::read_to_string(machine.dir().join(file)).unwrap();
+        text.lines().next().unwrap().trim().parse().unwrap()
+    };
+    let (front, guest) = (first_line("agent.pid"), first_line("guest.pid"));
+    assert!(pid_file.is_file());
     let home = machine.home().to_path_buf();
     drop(machine);
     assert!(!home.exists(), "temp home left behind");
-    e2e::wait::wait_for(
-        &format!("agent {pid} to end with its Machine"),
-        DEADLINE,
-        || e2e::procs::has_exited(pid),
-        String::new,
-    );
+    for pid in [front, guest] {
+        e2e::wait::wait_for(
+            &format!("agent process {pid} to end with its Machine"),
+            DEADLINE,
+            || e2e::procs::has_exited(pid),
+            String::new,
+        );
+    }
 }
