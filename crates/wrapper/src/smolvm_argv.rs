@@ -1,9 +1,10 @@
 //! Understanding the wrapped smolvm command line (pure).
 //!
-//! The wrapper needs three facts about `<smolvm> machine exec [OPTIONS] -- CMD…`:
+//! The wrapper needs four facts about `<smolvm> machine exec [OPTIONS] -- CMD…`:
 //! is it an exec at all, does it ask for a TTY (`-t`, `--tty`, or a short
 //! cluster such as `-it`), and where the guest command starts (after `--`), so
-//! it can be started through the size prologue. Everything after `--` belongs
+//! it can be started through the size prologue, and which machine (`--name`,
+//! checked against MACHINE). Everything after `--` belongs
 //! to the guest and is never inspected for flags.
 
 /// What the wrapped argv asks smolvm to do, as far as the wrapper cares.
@@ -11,8 +12,6 @@
 pub struct ExecArgv {
     /// `-t/--tty` was given before `--`.
     pub tty: bool,
-    /// `-i/--interactive` was given before `--`.
-    pub interactive: bool,
     /// The `--name` value, if one was given.
     pub name: Option<String>,
     /// Index of the `--` that separates smolvm's options from the guest command.
@@ -49,7 +48,6 @@ pub fn parse(argv: &[String]) -> Option<ExecArgv> {
     i += 1;
     let mut out = ExecArgv {
         tty: false,
-        interactive: false,
         name: None,
         separator: None,
     };
@@ -66,7 +64,6 @@ pub fn parse(argv: &[String]) -> Option<ExecArgv> {
             };
             match key {
                 "tty" => out.tty = true,
-                "interactive" => out.interactive = true,
                 k if VALUE_LONG.contains(&k) => {
                     let value = match inline {
                         Some(v) => Some(v.to_string()),
@@ -85,7 +82,6 @@ pub fn parse(argv: &[String]) -> Option<ExecArgv> {
             for (pos, c) in cluster.char_indices() {
                 match c {
                     't' => out.tty = true,
-                    'i' => out.interactive = true,
                     c if VALUE_SHORT.contains(&c) => {
                         // `-eK=V` carries its value inline; `-e K=V` in the next word.
                         if pos + c.len_utf8() == cluster.len() {
@@ -131,7 +127,6 @@ mod tests {
         let argv = v("smolvm machine exec --name bottle -t -- claude --resume");
         let p = parse(&argv).unwrap();
         assert!(p.tty);
-        assert!(!p.interactive);
         assert_eq!(p.name.as_deref(), Some("bottle"));
         assert_eq!(p.separator, Some(6));
         assert!(p.has_command(&argv));
@@ -147,8 +142,6 @@ mod tests {
         ] {
             assert!(parse(&v(s)).unwrap().tty, "{s}");
         }
-        let p = parse(&v("smolvm machine exec -it -- sh")).unwrap();
-        assert!(p.interactive);
     }
 
     #[test]
@@ -163,7 +156,6 @@ mod tests {
         let argv = v("smolvm machine exec --name m -- ls -t --tty -it");
         let p = parse(&argv).unwrap();
         assert!(!p.tty);
-        assert!(!p.interactive);
         assert_eq!(p.separator, Some(5));
     }
 
@@ -176,8 +168,8 @@ mod tests {
         assert!(p.tty);
         // Inline value in a cluster: `-iwfoo` is -i plus workdir "foo" (no t).
         let p = parse(&v("smolvm machine exec -iwtt -- sh")).unwrap();
-        assert!(p.interactive);
         assert!(!p.tty);
+        assert_eq!(p.separator, Some(4));
         // A value-taking letter ending the cluster consumes the next word.
         let p = parse(&v("smolvm machine exec -te -t -- sh")).unwrap();
         assert!(p.tty);
