@@ -206,6 +206,38 @@ fn a_second_wrapper_on_the_machine_waits_for_the_first_ones_bring_up() {
 }
 
 #[test]
+fn sigterm_while_waiting_for_the_machine_lock_ends_the_wrapper_without_a_smolvm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (Pty::new(100, 30), Pty::new(80, 24));
+    // A long crun window keeps A's lock held for a while.
+    let mut a = Setup::new(dir.path(), "m")
+        .env("STUB_CRUN_MS", 3000)
+        .spawn(&pa);
+    a.wait_event("lock");
+    let mut b = Setup {
+        log_name: "b.log",
+        ..Setup::new(dir.path(), "m")
+    }
+    .spawn(&pb);
+    b.wait_event("lock-wait");
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait_exit().code(), Some(143));
+    assert!(b
+        .first("exit")
+        .unwrap()
+        .get("status")
+        .unwrap()
+        .contains("machine lock"));
+    assert_eq!(b.count("start"), 0);
+    assert_eq!(quit(&mut a, &pa), 0);
+    assert_eq!(
+        steps(dir.path(), "main-start").len(),
+        1,
+        "B never spawned smolvm"
+    );
+}
+
+#[test]
 fn a_side_channel_still_in_its_bring_up_is_left_to_finish() {
     let dir = tempfile::tempdir().unwrap();
     let pty = Pty::new(100, 30);
