@@ -312,6 +312,7 @@ impl Drop for Machine {
                 if let Some(pid) = std::fs::read_to_string(self.dir().join(file))
                     .ok()
                     .and_then(|s| s.lines().next()?.trim().parse::<i32>().ok())
+                    .filter(|pid| *pid > 1)
                 {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),

@@ -70,7 +70,8 @@ struct Live {
 fn live(dir: &MachineDir) -> Option<Live> {
     let text = fs::read_to_string(dir.agent_pid()).ok()?;
     let mut lines = text.lines();
-    let front: i32 = lines.next()?.trim().parse().ok()?;
+    // Never 0 or 1 nor negative: `kill(0, …)` would hit our own process group.
+    let front: i32 = lines.next()?.trim().parse().ok().filter(|p: &i32| *p > 1)?;
     let ticks = lines.next().and_then(|t| t.trim().parse().ok());
     machine::is_live_agent(front, ticks).then(|| Live {
         front,

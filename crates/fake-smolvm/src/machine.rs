@@ -43,6 +43,7 @@ pub fn now_secs() -> u64 {
 }
 
 /// Reads a pid file's first line.
+/// Never 0 or 1 nor negative: `kill(0, …)` would hit our own process group.
 pub fn read_pid(path: &std::path::Path) -> Option<i32> {
     fs::read_to_string(path)
         .ok()?
@@ -51,6 +52,7 @@ pub fn read_pid(path: &std::path::Path) -> Option<i32> {
         .trim()
         .parse()
         .ok()
+        .filter(|p: &i32| *p > 1)
 }
 
 /// Whether `pid` is a live (not zombie) fake-smolvm agent process started

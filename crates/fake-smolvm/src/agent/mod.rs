@@ -85,16 +85,27 @@ fn start(dir: &MachineDir, name: String) -> Result<(UnixListener, OwnedFd), Stri
         }
         ForkResult::Parent { child } => {
             drop((guest_end, ready_w));
+            // The keeper reports the init's pid and the server `ok`, in
+            // either order: wait for both (or an error, or the pipe's end).
             let mut init_pid = None;
             let mut answer = String::from("guest init exited before it was ready");
             for line in BufReader::new(fs::File::from(ready_r)).lines() {
                 let Ok(line) = line else { break };
                 if let Some(pid) = line.strip_prefix("init ") {
-                    init_pid = pid.trim().parse::<i32>().ok();
+                    init_pid = pid.trim().parse::<i32>().ok().filter(|p| *p > 1);
                 } else {
+                    let failed = line != "ok";
                     answer = line;
+                    if failed {
+                        break;
+                    }
+                }
+                if answer == "ok" && init_pid.is_some() {
                     break;
                 }
+            }
+            if answer == "ok" && init_pid.is_none() {
+                answer = "error the guest init's pid was not reported".into();
             }
             if answer != "ok" {
                 let _ = kill(child, Signal::SIGKILL);
