@@ -5,7 +5,7 @@
 //! side-channel a bridge starts (one exec per push, or the persistent
 //! `-i` channel) has no TTY. Pure functions over parsed records.
 
-use fake_smolvm::exec_log::ExecRecord;
+use fake_smolvm::exec_log::{ExecRecord, Fault};
 
 /// The one `-t` exec of the log; panics (showing the log) unless there is
 /// exactly one.
@@ -32,7 +32,7 @@ pub fn overlapping_bringups(records: &[ExecRecord]) -> Vec<(usize, usize)> {
     pairs(&all, ExecRecord::bringup_overlaps)
 }
 
-/// Pairs of records whose lifetimes (`start_ms..end_ms`) overlap, as
+/// Pairs of records whose lives in the agent (arrival → done) overlap, as
 /// indexes into `records`.
 pub fn overlapping_lifetimes(records: &[&ExecRecord]) -> Vec<(usize, usize)> {
     pairs(records, ExecRecord::lifetime_overlaps)
@@ -53,9 +53,15 @@ fn pairs(
     out
 }
 
-/// Records that hit a fault (config-race, shared-stdin, timeout).
+/// Records that hit a fault (config-race, stale-kill, shared-stdin,
+/// timeout). Not `main-exited`: a side channel that joined the session's
+/// container ends with it when the session ends — in a real VM too — which
+/// is how a persistent channel is meant to end.
 pub fn faulted(records: &[ExecRecord]) -> Vec<&ExecRecord> {
-    records.iter().filter(|r| r.fault.is_some()).collect()
+    records
+        .iter()
+        .filter(|r| r.fault.is_some_and(|f| f != Fault::MainExited))
+        .collect()
 }
 
 #[cfg(test)]

@@ -108,9 +108,16 @@ impl ExecRecord {
         self.touched_inside_window_of(other) || other.touched_inside_window_of(self)
     }
 
-    /// Whether the two execs' lifetimes (`start_ms..end_ms`) overlap.
+    /// Whether the two execs' lives in the agent (request arrived → agent
+    /// done) overlap. Why not the client's start: `/proc` gives it to 10 ms
+    /// only, too coarse to order a client started right after another ended.
     pub fn lifetime_overlaps(&self, other: &ExecRecord) -> bool {
-        self.start_ms < other.end_ms && other.start_ms < self.end_ms
+        self.arrived_ms() < other.end_ms && other.arrived_ms() < self.end_ms
+    }
+
+    /// When the request reached the agent (the client's start if unknown).
+    pub fn arrived_ms(&self) -> f64 {
+        self.bringup_start_ms.unwrap_or(self.start_ms)
     }
 }
 

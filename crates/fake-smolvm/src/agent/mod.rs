@@ -139,29 +139,32 @@ fn keeper(
 ) -> i32 {
     let mut ready = fs::File::from(ready_w);
     if let Err(e) = die_with_parent() {
-        let _ = writeln!(ready, "error {e}");
+        say(&mut ready, &format!("error {e}"));
         return 1;
     }
     if let Err(msg) = setup_namespaces() {
-        let _ = writeln!(ready, "error {msg}");
+        say(&mut ready, &format!("error {msg}"));
         return 1;
     }
     // SAFETY: still single-threaded.
     match unsafe { fork() } {
         Err(e) => {
-            let _ = writeln!(ready, "error fork into the guest pid namespace: {e}");
+            say(
+                &mut ready,
+                &format!("error fork into the guest pid namespace: {e}"),
+            );
             1
         }
         Ok(ForkResult::Child) => {
             if let Err(e) = die_with_parent() {
-                let _ = writeln!(ready, "error {e}");
+                say(&mut ready, &format!("error {e}"));
                 return 1;
             }
             silence_stdout();
             guest_init(dir, name, defaults, guest_end, ready)
         }
         Ok(ForkResult::Parent { child }) => {
-            let _ = writeln!(ready, "init {child}");
+            say(&mut ready, &format!("init {child}"));
             drop((ready, guest_end));
             loop {
                 match waitpid(child, None) {
@@ -187,6 +190,13 @@ fn die_with_parent() -> Result<(), String> {
         return Err("the agent front died during start-up".into());
     }
     Ok(())
+}
+
+/// One line to the start-up pipe in one `write(2)`: the keeper and the
+/// server share the pipe, and `writeln!` on a `File` would write the pieces
+/// of a formatted line separately, letting the other's line land in between.
+fn say(pipe: &mut fs::File, line: &str) {
+    let _ = pipe.write_all(format!("{line}\n").as_bytes());
 }
 
 fn report(line: &str) {
@@ -275,12 +285,12 @@ fn guest_init(
     // SAFETY: still single-threaded.
     match unsafe { fork() } {
         Err(e) => {
-            let _ = writeln!(ready, "error fork server: {e}");
+            say(&mut ready, &format!("error fork server: {e}"));
             1
         }
         Ok(ForkResult::Child) => {
             let _ = std::env::set_current_dir("/");
-            let _ = writeln!(ready, "ok");
+            say(&mut ready, "ok");
             drop(ready);
             server::serve(server::Machine::new(name, dir.clone(), defaults), guest_end);
             0
