@@ -211,6 +211,16 @@ impl Machine {
         command_from(&self.naive_argv(opts, exec_args), self.env())
     }
 
+    /// `argv` in the pane of a fresh private tmux server (`cols`x`rows`),
+    /// with [`Machine::env`] set and this machine's logs watched.
+    pub fn tmux(&self, cols: u16, rows: u16, argv: &[String]) -> crate::Tmux {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut tmux = crate::Tmux::start(cols, rows, &crate::shell::join(argv), &env);
+        tmux.watch(self);
+        tmux
+    }
+
     /// A hermetic `fake-smolvm` command with [`Machine::env`] set.
     pub fn command(&self) -> Command {
         let mut cmd = hermetic::command(bins::fake_smolvm());
