@@ -1,38 +1,51 @@
 # Shared helpers for the scripts in this folder. Sourced, not run.
 # Why a library: every script builds the same binaries and needs the same
-# "a fake machine that is always cleaned up" dance.
+# fake machine in private smolvm state folders. Nothing here installs a
+# trap: each script owns its own cleanup (trap fake_machine_down EXIT).
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
 
-# build_bins PROFILE: builds pty-resize, fake-smolvm and guest-tui; prints the bin dir.
+# usage SCRIPT: prints the script's leading comment block (its help).
+usage() {
+    sed -n '2,/^[^#]/{/^#/!q;s/^# \{0,1\}//p}' "$1"
+}
+
+# build_bins PROFILE: builds pty-resize, fake-smolvm and guest-tui, with
+# cargo's progress on stderr; prints the bin dir.
 build_bins() {
     local profile=${1:-debug} root
     root=$(repo_root)
     local flag=()
     [[ $profile == release ]] && flag=(--release)
-    cargo build --quiet --locked "${flag[@]}" -p pty-resize -p fake-smolvm --bins \
+    echo "building pty-resize, fake-smolvm and guest-tui ($profile; the first build takes a few minutes)..." >&2
+    cargo build --locked "${flag[@]}" -p pty-resize -p fake-smolvm --bins \
         --manifest-path "$root/Cargo.toml" >&2 || return 1
     local target_dir=${CARGO_TARGET_DIR:-$root/target}
     echo "$target_dir/$profile"
 }
 
-# fake_machine_up BIN_DIR NAME: creates and starts a fake machine in a fresh
-# FAKE_SMOLVM_HOME (exported), and registers its teardown on EXIT.
+# fake_machine_up BIN_DIR NAME: creates and starts an image machine in fresh
+# smolvm state folders under FAKE_STATE (exported with XDG_CACHE_HOME,
+# XDG_DATA_HOME and XDG_RUNTIME_DIR, so this run shares no machine, lock or
+# version cache with any other). The caller cleans up: trap fake_machine_down EXIT.
 fake_machine_up() {
     local bin=$1 name=$2
-    FAKE_SMOLVM_HOME=$(mktemp -d "${TMPDIR:-/tmp}/fake-smolvm-home.XXXXXX")
-    export FAKE_SMOLVM_HOME
+    FAKE_STATE=$(mktemp -d "${TMPDIR:-/tmp}/fake-smolvm-state.XXXXXX")
+    export FAKE_STATE XDG_CACHE_HOME=$FAKE_STATE/cache XDG_DATA_HOME=$FAKE_STATE/data \
+        XDG_RUNTIME_DIR=$FAKE_STATE/run
     _fake_bin=$bin _fake_name=$name
-    trap fake_machine_down EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    "$bin/fake-smolvm" machine create "$name" >/dev/null
+    "$bin/fake-smolvm" machine create "$name" --image alpine >/dev/null
     "$bin/fake-smolvm" machine start --name "$name" >/dev/null 2>&1 ||
         { "$bin/fake-smolvm" machine start --name "$name"; return 1; }
 }
 
+# machine_dir NAME: the machine's folder (exec.log, agent.log), where smolvm keeps it.
+machine_dir() {
+    echo "$XDG_CACHE_HOME/smolvm/vms/$(printf %s "$1" | sha256sum | cut -c1-16)"
+}
+
 fake_machine_down() {
-    [[ -n ${FAKE_SMOLVM_HOME:-} ]] || return 0
+    [[ -n ${FAKE_STATE:-} ]] || return 0
     "$_fake_bin/fake-smolvm" machine stop --name "$_fake_name" >/dev/null 2>&1 || true
-    rm -rf "$FAKE_SMOLVM_HOME"
+    rm -rf "$FAKE_STATE"
 }
