@@ -46,7 +46,9 @@ pub fn smolvm_client() -> PathBuf {
             let path = PathBuf::from(path);
             let path = if path.is_relative() {
                 // Relative to the workspace root, where scripts/test runs.
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../..")
+                    .join(path)
             } else {
                 path
             };

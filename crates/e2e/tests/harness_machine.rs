@@ -10,7 +10,10 @@ const DEADLINE: Duration = Duration::from_secs(20);
 fn a_machine_runs_an_exec_and_logs_it() {
     let machine = Machine::start("m1", &[("FAKE_SMOLVM_BRINGUP_MS", "50")]);
     // Where smolvm keeps it: the folder holds the name, the registry the record.
-    assert_eq!(std::fs::read_to_string(machine.dir().join("name")).unwrap(), "m1");
+    assert_eq!(
+        std::fs::read_to_string(machine.dir().join("name")).unwrap(),
+        "m1"
+    );
     assert!(machine.data_dir().join("smolvm/server/smolvm.db").is_file());
     let out = machine
         .exec_command(&["--", "sh", "-c", "echo hello from the guest"])
