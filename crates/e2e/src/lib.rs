@@ -26,6 +26,7 @@ pub mod failure;
 pub mod guest;
 pub mod hermetic;
 pub mod machine;
+pub mod place;
 pub mod procs;
 pub mod proctree;
 pub mod screens;

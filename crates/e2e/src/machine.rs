@@ -149,6 +149,12 @@ impl Machine {
         std::fs::read_to_string(self.wrapper_log_path()).unwrap_or_default()
     }
 
+    /// The decision log at `path` as typed records (empty if none yet),
+    /// through the wrapper's own reader.
+    pub fn wrapper_events(path: &Path) -> Vec<pty_resize::log::Record> {
+        pty_resize::log::read(path).unwrap_or_default()
+    }
+
     /// The logs a failure message should show: `exec.log`, the wrapper's
     /// and the agent's.
     pub fn logs(&self) -> [(&'static str, PathBuf); 3] {
@@ -176,10 +182,21 @@ impl Machine {
     /// The argv of `pty-resize --log <home>/pty-resize.log <opts…> NAME --
     /// fake-smolvm machine exec --name NAME <exec_args…>`.
     pub fn wrapped_argv(&self, opts: &[&str], exec_args: &[impl AsRef<str>]) -> Vec<String> {
+        self.wrapped_argv_logging_to(&self.wrapper_log_path(), opts, exec_args)
+    }
+
+    /// [`Machine::wrapped_argv`] with the decision log at `log` (one log per
+    /// session when several run at once).
+    pub fn wrapped_argv_logging_to(
+        &self,
+        log: &Path,
+        opts: &[&str],
+        exec_args: &[impl AsRef<str>],
+    ) -> Vec<String> {
         let mut argv = vec![
             bins::pty_resize().to_string_lossy().into_owned(),
             "--log".into(),
-            self.wrapper_log_path().to_string_lossy().into_owned(),
+            log.to_string_lossy().into_owned(),
         ];
         argv.extend(opts.iter().map(|a| a.to_string()));
         argv.push(self.name.clone());
