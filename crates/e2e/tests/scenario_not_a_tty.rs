@@ -61,9 +61,13 @@ fn with_stdout_piped_there_is_no_side_channel_and_the_output_is_intact() {
         GUEST[2..],
         "the argv must run as is (no prologue): {log:#?}"
     );
-    let wlog = machine.wrapper_log();
-    assert!(
-        wlog.contains("event=start bridge=off reason=not-a-tty"),
-        "{wlog}"
+    let passthrough = Machine::wrapper_events(&machine.wrapper_log_path())
+        .into_iter()
+        .find(|r| r.event == "passthrough");
+    assert_eq!(
+        passthrough.as_ref().and_then(|r| r.get("reason")),
+        Some("not-a-tty"),
+        "{}",
+        machine.wrapper_log()
     );
 }
