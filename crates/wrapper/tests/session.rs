@@ -239,26 +239,50 @@ fn sigterm_while_waiting_for_the_machine_lock_ends_the_wrapper_without_a_smolvm(
 
 #[test]
 fn a_side_channel_still_in_its_bring_up_is_left_to_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let pty = Pty::new(100, 30);
-    let mut run = Setup::new(dir.path(), "m")
-        .env("STUB_SIDE_MS", 1500)
-        .spawn(&pty);
-    run.wait_event("ready");
-    pty.resize(90, 25);
-    step(dir.path(), "channel-start");
-    assert_eq!(quit(&mut run, &pty), 0);
-    // The wrapper exited at once, before the channel's bring-up ended.
-    assert!(
-        steps(dir.path(), "channel-running").is_empty(),
-        "{}",
-        kit::context(dir.path())
-    );
-    assert!(run.first("handoff").is_some());
-    // It finished by itself (stdin closed), under the supervisor.
-    step(dir.path(), "channel-eof");
-    let done = run.wait_event("handoff-done");
-    assert_eq!(done.get("outcome"), Some("exited"));
+    for (mode, start, done) in [
+        ("channel", "channel-start", "channel-eof"),
+        ("exec", "exec-start", "exec-push"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let pty = Pty::new(100, 30);
+        let mut run = Setup::new(dir.path(), "m")
+            .opts(&["--mode", mode])
+            .env("STUB_SIDE_MS", 1500)
+            .spawn(&pty);
+        run.wait_event("ready");
+        pty.resize(90, 25);
+        step(dir.path(), start);
+        assert_eq!(quit(&mut run, &pty), 0);
+        // The wrapper exited at once, before the side bring-up ended.
+        assert!(
+            steps(dir.path(), done).is_empty(),
+            "{mode}\n{}",
+            kit::context(dir.path())
+        );
+        assert!(run.first("handoff").is_some(), "{mode}");
+        // The next session on the machine waits: the supervisor holds the lock.
+        let next_pty = Pty::new(80, 24);
+        let mut next = Setup {
+            log_name: "next.log",
+            ..Setup::new(dir.path(), "m")
+        }
+        .spawn(&next_pty);
+        next.wait_event("lock-wait");
+        // It finished by itself (stdin closed), under the supervisor.
+        let finished_at = step(dir.path(), done);
+        let finished = run.wait_event("handoff-done");
+        assert_eq!(finished.get("outcome"), Some("exited"), "{mode}");
+        next.wait_event("lock");
+        wait_for("the next main exec", dir.path(), || {
+            steps(dir.path(), "main-start").len() == 2
+        });
+        let next_start = steps(dir.path(), "main-start")[1].clone();
+        assert!(
+            next_start.t >= finished_at.t,
+            "{mode}: {next_start:?} before {finished_at:?}"
+        );
+        assert_eq!(quit(&mut next, &next_pty), 0);
+    }
 }
 
 #[test]
