@@ -40,6 +40,14 @@ mod tmux_stream;
 pub mod wait;
 
 pub use exit::Exit;
+
+/// Says something in the test output even when the test passes (libtest
+/// captures `eprintln!`, not direct writes to stderr): for a check that
+/// could not run here, which must never pass silently.
+pub fn note(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "NOTE: {message}");
+}
 pub use machine::Machine;
 pub use term::Term;
 pub use tmux::Tmux;

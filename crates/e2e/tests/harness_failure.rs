@@ -3,7 +3,6 @@
 //! replayable recording, the screens, an SVG of the failing screen, the log
 //! tails and the process tree.
 
-use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,12 +91,11 @@ fn replay_with_asciinema(cast: &Path, expect: &str) {
     let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .any(|dir| dir.join("asciinema").is_file());
     if !found {
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTE: asciinema is not installed: {} checked against the asciicast v2 \
+        e2e::note(&format!(
+            "asciinema is not installed: {} checked against the asciicast v2 \
              schema only, not replayed",
             cast.display()
-        );
+        ));
         return;
     }
     let mut cmd = hermetic::command("asciinema");

@@ -16,10 +16,10 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// --version`, and the real 0.8.0 client says 0.8.0 whatever the fake does.
 fn needs_a_0_8_1_client() -> bool {
     if bins::real_client() {
-        eprintln!(
+        e2e::note(&format!(
             "skipped: {} says 0.8.0; this scenario needs a client that reports 0.8.1",
             bins::smolvm_client().display()
-        );
+        ));
         return false;
     }
     true
