@@ -22,7 +22,7 @@ use std::os::unix::process::ExitStatusExt;
 use super::guest::{self, Ctl, Spec};
 use super::peer::Peer;
 use super::record::{self, Ending, Progress};
-use super::relay::{self, Input, Out};
+use super::relay::{self, Input, InputSlot, Out};
 use super::server::Machine;
 use super::timeline::{ExecId, Load, Resolve};
 use crate::exec_log::{self, monotonic_ms, ExecPath, Fault};
@@ -51,7 +51,7 @@ struct Exec<'a> {
     cfg: Resolved,
     ctl: Arc<Ctl>,
     out: Arc<Out>,
-    input: Arc<Mutex<Option<Input>>>,
+    input: Arc<Mutex<InputSlot>>,
     progress: Progress,
 }
 
@@ -320,7 +320,7 @@ impl Exec<'_> {
         if self.out.is_gone() {
             self.ctl.kill(None);
         }
-        *self.input.lock().unwrap() = Some(Input {
+        self.input.lock().unwrap().attach(Input {
             sink: spawned.sink,
             resize: spawned.master.filter(|_| resizable),
         });

@@ -176,28 +176,47 @@ pub struct Input {
     pub resize: Option<File>,
 }
 
+/// Where the client's `stdin` frames go: the command once it runs; before
+/// that, a queue. Why a queue: the client relays stdin from `started` on, and
+/// on the image path `started` comes before crun has started the command;
+/// in smolvm those bytes wait in crun's stdin pipe, they are not lost.
+#[derive(Default)]
+pub struct InputSlot {
+    input: Option<Input>,
+    pending: Vec<Vec<u8>>,
+}
+
+impl InputSlot {
+    /// Hands the running command over; queued bytes (an EOF included) go first.
+    pub fn attach(&mut self, mut input: Input) {
+        for bytes in self.pending.drain(..) {
+            feed(&mut input.sink, &bytes);
+        }
+        self.input = Some(input);
+    }
+
+    fn stdin(&mut self, bytes: Vec<u8>) {
+        match self.input.as_mut() {
+            Some(input) => feed(&mut input.sink, &bytes),
+            None => self.pending.push(bytes),
+        }
+    }
+}
+
 /// Reads the client's frames until it hangs up, then marks it gone and kills
-/// the command. Before the command exists, `input` is `None`: frames are read
-/// (and dropped) only to notice the hang-up; `attach` hands the command over.
-pub fn spawn_input(
-    mut reader: UnixStream,
-    ctl: Arc<Ctl>,
-    out: Arc<Out>,
-) -> Arc<Mutex<Option<Input>>> {
-    let slot: Arc<Mutex<Option<Input>>> = Arc::new(Mutex::new(None));
+/// the command. Before the command exists, `stdin` frames are queued and
+/// `resize` frames dropped (they reach the agent's own PTY, not the
+/// command's); `InputSlot::attach` hands the command over.
+pub fn spawn_input(mut reader: UnixStream, ctl: Arc<Ctl>, out: Arc<Out>) -> Arc<Mutex<InputSlot>> {
+    let slot: Arc<Mutex<InputSlot>> = Arc::new(Mutex::new(InputSlot::default()));
     let target = slot.clone();
     thread::spawn(move || loop {
         match wire::read_frame::<_, Request>(&mut reader) {
-            Ok(Some(Request::Stdin { data })) => {
-                let mut t = target.lock().unwrap();
-                if let Some(input) = t.as_mut() {
-                    feed(&mut input.sink, &data.0);
-                }
-            }
+            Ok(Some(Request::Stdin { data })) => target.lock().unwrap().stdin(data.0),
             Ok(Some(Request::Resize { cols, rows })) => {
                 if let Some(Input {
                     resize: Some(m), ..
-                }) = target.lock().unwrap().as_ref()
+                }) = target.lock().unwrap().input.as_ref()
                 {
                     guest::set_winsize(m, cols, rows);
                 }
