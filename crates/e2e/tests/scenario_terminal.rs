@@ -57,7 +57,7 @@ fn wrapper_and_client(term: &Term) -> (i32, i32) {
             .map(|p| p.pid)
             .unwrap_or_else(|| panic!("no {name} in:\n{}", proctree::render(term.pid() as i32)))
     };
-    let client = std::path::PathBuf::from(e2e::bins::smolvm_client());
+    let client = e2e::bins::smolvm_client();
     let client = client.file_name().unwrap().to_string_lossy().into_owned();
     (find("pty-resize"), find(&client))
 }
