@@ -161,6 +161,14 @@ mod tests {
             first_valid([Some((5000, 24)), Some((80, 24))]),
             Ok(Size::new(80, 24))
         );
+        // One dimension alone out of range is named; a zero one is not "out of range".
+        assert_eq!(
+            first_valid([Some((5000, 24))]),
+            Err(Invalid::OutOfRange(5000, 24))
+        );
+        assert_eq!(first_valid([Some((4096, 0))]), Err(Invalid::Unsized));
+        assert_eq!(first_valid([Some((0, 4096))]), Err(Invalid::Unsized));
+        assert_eq!(first_valid([Some((0, 24))]), Err(Invalid::Unsized));
         assert_eq!(
             Invalid::OutOfRange(10_000, 3).to_string(),
             "out-of-range-10000x3"
