@@ -94,7 +94,14 @@ pub fn run(
         joined.kill(Some(Fault::MainExited));
     }
     machine.forget_tty(id);
-    let rec = record::build(peer, req, path, &exec.progress, &ending, exec.out.is_gone());
+    let rec = record::build(
+        peer,
+        req,
+        path,
+        &exec.progress,
+        &ending,
+        exec.out.gone_before_end(),
+    );
     exec.out.shutdown();
     if let Err(e) = exec_log::append(&machine.dir.exec_log(), &rec) {
         eprintln!("agent: exec {mark}: cannot append exec.log: {e}");
@@ -122,10 +129,12 @@ impl Exec<'_> {
         // Overlay and mounts; goes on if the client hangs up, as in a VM.
         thread::sleep(Duration::from_millis(self.cfg.bringup_ms));
         let plan = match self.path {
-            ExecPath::VmExec => Plan::Direct,
+            ExecPath::VmExec => {
+                self.progress.touched = Some(monotonic_ms());
+                Plan::Direct
+            }
             ExecPath::Run => self.touch(),
         };
-        self.progress.touched = Some(monotonic_ms());
         if let Plan::Create = plan {
             if let Some(ending) = self.crun_window() {
                 return ending;
@@ -138,6 +147,10 @@ impl Exec<'_> {
     /// the real agent does (non-interactive: write first).
     fn touch(&mut self) -> Plan {
         let mut tl = self.machine.timeline.lock().unwrap();
+        // Why here, under the lock and before any kill: a session this touch
+        // kills closes its window after this instant, so exec.log shows the
+        // touch inside that window.
+        self.progress.touched = Some(monotonic_ms());
         if !self.req.interactive {
             tl.write_config(self.id);
             self.write_config_file();

@@ -16,10 +16,15 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use super::guest::{self, Ctl, GuestReader, Output, StdinSink};
 use crate::wire::{self, Bytes, Request, Response};
 
-/// Writes frames to the client; remembers whether the client is gone.
+/// Writes frames to the client; remembers whether the client is gone, and
+/// whether it was already gone when the exec's final response was due.
 pub struct Out {
     stream: Mutex<UnixStream>,
     gone: AtomicBool,
+    /// Set when the final response (`exited`, `completed`, `error`) was sent or due.
+    ended: AtomicBool,
+    /// Whether the client was gone at that moment.
+    gone_at_end: AtomicBool,
 }
 
 impl Out {
@@ -28,11 +33,25 @@ impl Out {
         Out {
             stream: Mutex::new(stream),
             gone: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            gone_at_end: AtomicBool::new(false),
         }
     }
 
     /// Sends one frame; false (and marked gone) if the client cannot take it.
     pub fn send(&self, msg: &Response) -> bool {
+        let sent = self.write(msg);
+        let last = matches!(
+            msg,
+            Response::Exited { .. } | Response::Completed { .. } | Response::Error { .. }
+        );
+        if last && !self.ended.swap(true, Ordering::SeqCst) {
+            self.gone_at_end.store(!sent, Ordering::SeqCst);
+        }
+        sent
+    }
+
+    fn write(&self, msg: &Response) -> bool {
         if self.is_gone() {
             return false;
         }
@@ -43,6 +62,18 @@ impl Out {
                 self.gone.store(true, Ordering::SeqCst);
                 false
             }
+        }
+    }
+
+    /// Whether the client hung up before the exec ended (exec.log's
+    /// `client_gone`). Why not [`Out::is_gone`]: a client that got its final
+    /// response closes the connection at once, often before the record is
+    /// built.
+    pub fn gone_before_end(&self) -> bool {
+        if self.ended.load(Ordering::SeqCst) {
+            self.gone_at_end.load(Ordering::SeqCst)
+        } else {
+            self.is_gone()
         }
     }
 
