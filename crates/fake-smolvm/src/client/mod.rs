@@ -172,7 +172,9 @@ fn relay(stream: &mut UnixStream, on_tty: bool, winch: &AtomicBool) -> Res<i32> 
     let mut buf = [0u8; 4096];
     loop {
         if on_tty && winch.swap(false, Ordering::SeqCst) {
-            send_size(stream)?;
+            // A failed send is not the end: the agent may have finished and
+            // closed its side with `exited` still unread (see below).
+            let _ = send_size(stream);
         }
         let sock = reader.try_clone().map_err(io_failed)?;
         let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
@@ -193,13 +195,18 @@ fn relay(stream: &mut UnixStream, on_tty: bool, winch: &AtomicBool) -> Res<i32> 
                     let eof = Request::Stdin {
                         data: Bytes::default(),
                     };
-                    wire::write_frame(stream, &eof).map_err(io_failed)?;
+                    let _ = wire::write_frame(stream, &eof);
                 }
                 Ok(n) => {
                     let data = Request::Stdin {
                         data: Bytes(buf[..n].to_vec()),
                     };
-                    wire::write_frame(stream, &data).map_err(io_failed)?;
+                    // Why not fatal: a command that ended at once has its
+                    // `exited` waiting in the socket while the agent's side
+                    // is already shut (EPIPE here); read it, stop forwarding.
+                    if wire::write_frame(stream, &data).is_err() {
+                        stdin_open = false;
+                    }
                 }
                 Err(e)
                     if matches!(
