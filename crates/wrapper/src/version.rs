@@ -66,6 +66,11 @@ pub enum ResolveError {
 /// Finds `program` the way `execvp` would: as is if it contains a `/`, else in
 /// `$PATH`; it must be an executable regular file.
 pub fn resolve(program: &str) -> Result<PathBuf, ResolveError> {
+    resolve_in(program, std::env::var_os("PATH"))
+}
+
+/// [`resolve`] with an explicit `PATH` (`None`: the `execvp` default).
+pub fn resolve_in(program: &str, path: Option<OsString>) -> Result<PathBuf, ResolveError> {
     let check = |p: &Path| -> Result<PathBuf, ResolveError> {
         let meta = std::fs::metadata(p).map_err(|_| ResolveError::NotFound(false))?;
         if !meta.is_file() {
@@ -82,7 +87,7 @@ pub fn resolve(program: &str) -> Result<PathBuf, ResolveError> {
     if program.contains('/') {
         return check(Path::new(program));
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let path = path.unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut last = ResolveError::NotFound(true);
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join(program);

@@ -159,6 +159,35 @@ fn a_program_that_cannot_start_is_not_cached() {
 }
 
 #[test]
+fn resolve_searches_path_in_order_and_keeps_the_most_telling_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(a.join("prog"), "x").unwrap(); // not executable
+    std::fs::write(b.join("prog"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(b.join("prog"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = |dirs: &[&Path]| Some(std::env::join_paths(dirs).unwrap());
+    assert_eq!(resolve_in("prog", path(&[&a, &b])), Ok(b.join("prog")));
+    assert_eq!(
+        resolve_in("prog", path(&[&a])),
+        Err(ResolveError::NotExecutable)
+    );
+    std::fs::create_dir_all(dir.path().join("prog")).unwrap();
+    assert_eq!(
+        resolve_in("prog", path(&[dir.path()])),
+        Err(ResolveError::NotRegular),
+        "a directory named like the program"
+    );
+    assert_eq!(
+        resolve_in("nothing-here", path(&[&a])),
+        Err(ResolveError::NotFound(true))
+    );
+    assert_eq!(resolve_in("sh", None).map(|p| p.is_absolute()), Ok(true));
+}
+
+#[test]
 fn cache_path_rules() {
     let o = |s: &str| Some(OsString::from(s));
     let want = |p: &str| Some(PathBuf::from(p));
