@@ -1,0 +1,143 @@
+//! exec.log holds exactly one line per exec that reached the agent, written
+//! by the agent (for any client), and none for an exec that did not.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Stdio};
+
+use fake_smolvm::exec_log::{ExecPath, Fault};
+
+use crate::common::*;
+
+/// Runs an exec with its output discarded; returns the client's pid and status.
+fn run_exec(mut c: Command) -> (u32, ExitStatus) {
+    c.stdout(Stdio::null()).stderr(Stdio::null()).envs(QUICK);
+    let mut child = c.spawn().unwrap();
+    let status = wait_child_or(&mut child, 30, String::new);
+    (child.id(), status)
+}
+
+/// Execs that end in each way the agent reports: (args, exit code, error).
+const CASES: [(&[&str], i32, Option<&str>); 5] = [
+    (&["--", "sh", "-c", "exit 3"], 3, None),
+    (&["-i", "--", "sh", "-c", "exit 5"], 5, None),
+    (&["--", "sh", "-c", "kill -9 $$"], 137, None),
+    (
+        &["-w", "/nonexistent-fsm-dir", "--", "true"],
+        1,
+        Some("exec failed: workdir /nonexistent-fsm-dir: no such directory"),
+    ),
+    (&["--", "/nonexistent-fsm-cmd"], 127, None),
+];
+
+#[test]
+fn one_line_per_exec_that_reached_the_agent_with_both_clients() {
+    let home = Home::new();
+    for image in [true, false] {
+        let m = home.machine(if image { "li" } else { "lb" }, image);
+        let mut expected = 0;
+        for client in clients() {
+            for (args, code, error) in CASES {
+                let (pid, status) = run_exec(m.exec_by(&client, args));
+                let what = format!("{client:?} image={image} {args:?}");
+                assert_eq!(status.code(), Some(code), "{what}\n{}", m.context());
+                let rec = m.record_of(pid);
+                expected += 1;
+                assert_eq!(rec.exit_code, code, "{what}");
+                assert_eq!(rec.error.as_deref(), error, "{what}");
+                assert_eq!(rec.program, client.logged_name(), "{what}");
+                assert_eq!(
+                    rec.argv,
+                    args[args.iter().position(|a| *a == "--").unwrap() + 1..]
+                );
+                let want = if image {
+                    ExecPath::Run
+                } else {
+                    ExecPath::VmExec
+                };
+                assert_eq!(rec.path, want, "{what}");
+                assert!(!rec.client_gone && !rec.joined, "{what}");
+                assert_eq!(rec.stdin, "devnull", "{what}");
+                // The timeline reads in order.
+                let b0 = rec.bringup_start_ms.unwrap();
+                let t = rec.touched_ms.unwrap();
+                assert!(
+                    rec.start_ms <= b0 && b0 <= t && t <= rec.end_ms,
+                    "{what}: {rec:?}"
+                );
+                if code == 137 {
+                    assert_eq!(rec.signal, Some(9), "{what}");
+                }
+            }
+            // vm not found and not running never reach an agent: no line.
+            let (_, status) = run_exec(home.cmd_of(
+                client.program(),
+                ["machine", "exec", "--name", "nope", "--", "true"],
+            ));
+            assert_eq!(status.code(), Some(1));
+            assert_eq!(m.log().len(), expected, "{}", m.context());
+        }
+        m.stop_and_check();
+        let mut c = m.exec(["--", "true"]);
+        c.stderr(Stdio::null());
+        let (_, status) = run_exec(c);
+        assert_eq!(status.code(), Some(1), "exec on a stopped machine");
+        assert_eq!(m.log().len(), expected, "no line for a stopped machine");
+    }
+}
+
+#[test]
+fn a_client_killed_mid_session_is_logged_once_with_client_gone() {
+    let home = Home::new();
+    let m = home.machine("vanish", true);
+    for client in clients() {
+        for flags in [&["-i"][..], &["-t"][..], &[][..]] {
+            let mark = marker("vanish");
+            let flag = home.path().join(marker("flag"));
+            let script = format!("touch {}; sleep 100000", flag.display());
+            let mut c = m.exec_by(&client, flags);
+            c.args(["--", "sh", "-c", &script, &mark]).envs(QUICK);
+            let mut t = Term::spawn(c, 80, 24);
+            let pid = t.pid();
+            let what = format!("{client:?} {flags:?}");
+            wait_until(30, || flag.exists(), || format!("{what}\n{}", m.context()));
+            t.signal(nix::sys::signal::Signal::SIGKILL);
+            let status = t.wait_exit(30, || m.context());
+            assert_eq!(status.signal(), Some(9));
+            wait_until(
+                30,
+                || pids_with(&mark).is_empty(),
+                || format!("{what}: guest command survived {:?}", pids_with(&mark)),
+            );
+            let rec = m.record_of(pid);
+            assert!(rec.client_gone, "{what}: {rec:?}");
+            assert_eq!((rec.exit_code, rec.signal, rec.fault), (137, Some(9), None));
+            assert!(rec.bringup_end_ms.is_some(), "{what}: the command had run");
+        }
+    }
+    m.stop_and_check();
+}
+
+#[test]
+fn a_client_killed_during_bringup_does_not_stop_it_and_is_logged() {
+    let home = Home::new();
+    let m = home.machine("early", true);
+    let flag = home.path().join("ran");
+    let mut c = m.exec(["--", "touch", flag.to_str().unwrap()]);
+    c.env("FAKE_SMOLVM_BRINGUP_MS", "400")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let pid = child.id();
+    // Killed once the agent has the request (its exec is open in agent.log).
+    wait_until(
+        30,
+        || m.agent_log().contains(&format!("exec open {pid}-")),
+        || m.context(),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rec = m.record_of(pid);
+    assert!(rec.client_gone, "{rec:?}");
+    assert!(rec.touched_ms.is_some(), "the bring-up went on: {rec:?}");
+    assert_ne!(rec.fault, Some(Fault::Timeout));
+}

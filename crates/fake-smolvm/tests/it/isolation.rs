@@ -1,0 +1,163 @@
+//! The guest is really separate: its /dev/pts holds only its own PTYs, a
+//! side channel's `stty -F` resizes guest sessions and never a host PTY,
+//! nothing of a machine outlives `machine stop`, and Ctrl-C reaches the
+//! guest with either client.
+
+use crate::common::*;
+
+const SIDE_CHANNEL: &str = "for f in /dev/pts/*; do stty -F $f cols 33 rows 11; done";
+
+#[test]
+fn guest_dev_pts_lists_only_guest_ptys() {
+    let home = Home::new();
+    let m = home.machine("iso", true);
+    let ls = || {
+        let mut c = m.exec(["--", "ls", "/dev/pts"]);
+        c.envs(QUICK);
+        run_output(c)
+    };
+    let out = ls();
+    assert_eq!(text(&out.stdout), "ptmx\n", "{}", text(&out.stderr));
+
+    let mut c = m.stty_loop(&Client::Fake);
+    c.envs(QUICK);
+    let mut s = Term::spawn(c, 100, 30);
+    s.wait_output(30, |o| o.contains("0 0"), || m.context());
+    // The test's own PTY is on the host devpts; the guest sees its one session.
+    assert!(s.slave_path.exists());
+    let out = ls();
+    assert_eq!(text(&out.stdout), "0\nptmx\n", "{}", text(&out.stderr));
+    s.interrupt(|| m.context());
+}
+
+#[test]
+fn side_channel_resizes_the_guest_session_and_no_host_pty() {
+    let home = Home::new();
+    let m = home.machine("side", true);
+    for client in clients() {
+        let mut c = m.stty_loop(&client);
+        c.envs(QUICK);
+        let mut s = Term::spawn(c, 100, 30);
+        s.wait_output(30, |o| o.contains("0 0"), || m.context());
+        // A second host PTY the test owns, idle, to show no host PTY is touched.
+        let bystander = nix::pty::openpty(Some(&winsize(70, 15)), None).unwrap();
+        let size_of = |fd: &std::os::fd::OwnedFd| {
+            let mut ws = winsize(0, 0);
+            use std::os::fd::AsRawFd;
+            // SAFETY: TIOCGWINSZ fills our struct; the fd is our own PTY.
+            unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+            (ws.ws_col, ws.ws_row)
+        };
+        let mut c = m.exec_by(&client, ["--", "sh", "-c", SIDE_CHANNEL]);
+        c.envs(QUICK);
+        let out = run_output(c);
+        assert!(out.status.success(), "{client:?}: {}", text(&out.stderr));
+        s.wait_output(30, |o| o.contains("11 33"), || m.context());
+        assert_eq!(s.size(), (100, 30), "the session's host PTY was resized");
+        assert_eq!(
+            size_of(&bystander.master),
+            (70, 15),
+            "a bystander was resized"
+        );
+        // Ctrl-C travels as a byte and interrupts the guest command.
+        s.interrupt(|| m.context());
+    }
+}
+
+#[test]
+fn tty_session_processes_die_with_the_machine() {
+    let home = Home::new();
+    let m = home.machine("gone", true);
+    let mark = marker("tty");
+    let mut c = m.exec([
+        "-t",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; sleep 100000; echo never",
+        &mark,
+    ]);
+    c.envs(QUICK);
+    let mut s = Term::spawn(c, 80, 24);
+    s.wait_output(30, |o| o.contains("ready"), || m.context());
+    let client = s.pid() as i32;
+    assert!(pids_with(&mark).iter().any(|p| *p != client));
+    m.stop_and_check();
+    assert!(
+        pids_with(&mark).iter().all(|p| *p == client),
+        "left running: {:?}",
+        pids_with(&mark)
+    );
+    let status = s.wait_exit(10, || m.context());
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        s.output()
+            .contains("Error: io operation failed: connection closed"),
+        "{:?}",
+        s.output()
+    );
+    // A normal exit (with an error): the terminal is put back.
+    assert_eq!(s.after.as_ref(), Some(&s.before));
+}
+
+/// `cmd` as a background job of a non-interactive shell runs it (`cmd &`,
+/// nohup, some CI runners): SIGINT and SIGQUIT ignored, which exec keeps.
+fn as_background_job(mut cmd: std::process::Command) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn guest_processes_do_not_inherit_the_hosts_ignored_signals() {
+    let home = Home::new();
+    let out = home.run(["machine", "create", "sig"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let start = home.cmd(["machine", "start", "--name", "sig"]);
+    let out = run_output(as_background_job(start));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = home.adopt("sig");
+    // Ctrl-C typed into the session still interrupts the guest command
+    // (exit 130), as it would in a real VM.
+    let mut c = m.stty_loop(&Client::Fake);
+    c.envs(QUICK);
+    let mut s = Term::spawn(as_background_job(c), 100, 30);
+    s.wait_output(30, |o| o.contains("30 100"), || m.context());
+    s.interrupt(|| m.context());
+}
+
+#[test]
+fn the_agent_never_opens_a_host_pty() {
+    let home = Home::new();
+    let m = home.machine("hands-off", true);
+    let mut c = m.stty_loop(&Client::Fake);
+    c.envs(QUICK);
+    let mut s = Term::spawn(c, 100, 30);
+    s.wait_output(30, |o| o.contains("0 0"), || m.context());
+    // No process of the machine (front, keeper, init, server, guest
+    // commands) holds the test's PTY: only the client (and this test) do.
+    let slave = s.slave_path.clone();
+    let me = std::process::id() as i32;
+    let holders: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .any(|fd| std::fs::read_link(fd.path()).ok().as_deref() == Some(&slave))
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(holders, [s.pid() as i32], "{slave:?} held by {holders:?}");
+    s.interrupt(|| m.context());
+}
