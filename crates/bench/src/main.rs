@@ -2,30 +2,17 @@
 //! against smolvm alone, on fake-smolvm with its default timings, in one run;
 //! prints a table and writes the results as JSON. Run it through
 //! `scripts/bench`, which builds the release binaries first. Usage and exit
-//! codes: `bench --help` ([`args::USAGE`]).
-//!
-//! (The crate root of a binary looks for its modules beside it, in `src/bin/`;
-//! the `#[path]`s keep them in `src/bin/bench/`, out of cargo's bin discovery.)
+//! codes: `bench --help` ([`args::Cli`]).
 
-#[path = "bench/args.rs"]
 mod args;
-#[path = "bench/cost.rs"]
 mod cost;
-#[path = "bench/frames.rs"]
 mod frames;
-#[path = "bench/interactive.rs"]
 mod interactive;
-#[path = "bench/lab.rs"]
 mod lab;
-#[path = "bench/procs.rs"]
 mod procs;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/robust.rs"]
 mod robust;
-#[path = "bench/stats.rs"]
 mod stats;
-#[path = "bench/storm.rs"]
 mod storm;
 
 use std::path::{Path, PathBuf};
@@ -34,24 +21,16 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use e2e::{bins, hermetic};
 
-use crate::args::{Options, Parsed};
+use clap::Parser;
+
+use crate::args::{Cli, Options};
 use crate::lab::{Lab, Tools, Variant};
 use crate::report::{Results, VariantResult};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let root = workspace_root();
-    let options = match args::parse(&argv, &root) {
-        Ok(Parsed::Run(o)) => o,
-        Ok(Parsed::Help) => {
-            println!("{}", args::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("Error: {e}\n\n{}", args::USAGE);
-            return ExitCode::from(2);
-        }
-    };
+    // clap prints --help and usage errors itself (exit 0 and 2).
+    let options = Cli::parse().options(&workspace_root());
     let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
         std::iter::once("bench".to_string())
             .chain(argv.iter().cloned())
@@ -188,10 +167,10 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
 
     progress(&format!(
         "config.json race row: {} launches per variant",
-        counts.race_launches
+        counts.window_launches
     ));
     let mut race = vec![robust::Robust::default(); 3];
-    for _ in 0..counts.race_launches {
+    for _ in 0..counts.window_launches {
         for (lab, out) in bridges.iter().zip(race.iter_mut()) {
             robust::race_launch(lab, out);
         }

@@ -362,7 +362,7 @@ pub fn render(r: &Results) -> String {
         c.latency_resizes,
         c.storm_resizes,
         c.cost_launches,
-        c.race_launches,
+        c.window_launches,
         crate::robust::RACE_RESIZE_MS,
         c.tmux_launches,
         crate::robust::TMUX_RESIZE_MS,
