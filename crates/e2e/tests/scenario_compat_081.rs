@@ -98,6 +98,15 @@ fn against_smolvm_0_8_1_a_resize_during_start_up_ends_at_the_final_size() {
         || machine.wrapper_log(),
     );
     term.resize(90, 25);
+    // Once ready, the wrapper nudges smolvm, whose client re-sends the size:
+    // whatever order the prologue's stty and the client's first resize took,
+    // the guest ends at the final size.
+    wait_for(
+        "the wrapper to nudge smolvm once ready",
+        DEADLINE,
+        || Machine::wrapper_events(&log).iter().any(|r| r.event == "nudge"),
+        || machine.wrapper_log(),
+    );
     term.wait_for_text(&guest::status_at("compat", 90, 25), DEADLINE);
     term.wait_for_text("believed 90x25", DEADLINE);
     term.send_keys("q");

@@ -337,7 +337,7 @@ impl Exec<'_> {
             sink: spawned.sink,
             resize: spawned.master.filter(|_| resizable),
         });
-        let relays = relay::start_output(spawned.output, &self.out);
+        let relays = relay::start_output(spawned.output, &self.out, &self.input);
         let status = guest::wait_with_timeout(spawned.child, self.req.timeout_ms, &self.ctl);
         let fault = self.ctl.finish();
         let (stdout, stderr) = relays.finish();

@@ -102,14 +102,16 @@ pub struct Relays {
     stop: Arc<AtomicBool>,
 }
 
-/// Starts relaying (or collecting) the guest's output.
-pub fn start_output(output: Output, out: &Arc<Out>) -> Relays {
+/// Starts relaying (or collecting) the guest's output. For a PTY,
+/// `slot`'s held-back size is applied once the command has drawn (see
+/// [`InputSlot::size_after_first_output`]).
+pub fn start_output(output: Output, out: &Arc<Out>, slot: &Arc<Mutex<InputSlot>>) -> Relays {
     let stop = Arc::new(AtomicBool::new(false));
     let handles = match output {
         Output::Pty(master) => {
-            let (out, stop) = (out.clone(), stop.clone());
+            let (out, stop, slot) = (out.clone(), stop.clone(), slot.clone());
             vec![thread::spawn(move || {
-                relay_pty(master, &out, &stop);
+                relay_pty(master, &out, &stop, &slot);
                 Vec::new()
             })]
         }
@@ -176,8 +178,9 @@ fn relay_stream(mut r: GuestReader, out: &Out, is_out: bool) {
     }
 }
 
-fn relay_pty(mut master: File, out: &Out, stop: &AtomicBool) {
+fn relay_pty(mut master: File, out: &Out, stop: &AtomicBool, slot: &Mutex<InputSlot>) {
     let mut buf = [0u8; 8192];
+    let mut drawn = false;
     while !stop.load(Ordering::SeqCst) {
         let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
@@ -191,6 +194,10 @@ fn relay_pty(mut master: File, out: &Out, stop: &AtomicBool) {
                 out.send(&Response::Stdout {
                     data: Bytes(buf[..n].to_vec()),
                 });
+                if !drawn {
+                    drawn = true;
+                    slot.lock().unwrap().size_after_first_output();
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break, // EIO: every slave fd is closed
@@ -215,6 +222,8 @@ pub struct Input {
 pub struct InputSlot {
     input: Option<Input>,
     pending: Vec<Vec<u8>>,
+    /// The last `resize` that came before the command's PTY existed.
+    held_size: Option<(u16, u16)>,
 }
 
 impl InputSlot {
@@ -226,6 +235,34 @@ impl InputSlot {
         self.input = Some(input);
     }
 
+    /// Applies the last size the client sent before the PTY existed, once
+    /// the command has drawn its first output. Why then: in 0.8.1 the agent
+    /// applies the client's size only after `started` and after crun has
+    /// handed it the PTY, so a guest that reads its size at once still draws
+    /// its first frame at 80x24 (smolvm-0.8.0.md, bug 1) — the size is not
+    /// lost, it just comes late.
+    pub fn size_after_first_output(&mut self) {
+        if let (
+            Some((cols, rows)),
+            Some(Input {
+                resize: Some(m), ..
+            }),
+        ) = (self.held_size.take(), self.input.as_ref())
+        {
+            guest::set_winsize(m, cols, rows);
+        }
+    }
+
+    fn resize(&mut self, cols: u16, rows: u16) {
+        match self.input.as_ref() {
+            Some(Input {
+                resize: Some(m), ..
+            }) => guest::set_winsize(m, cols, rows),
+            Some(_) => {}
+            None => self.held_size = Some((cols, rows)),
+        }
+    }
+
     fn stdin(&mut self, bytes: Vec<u8>) {
         match self.input.as_mut() {
             Some(input) => feed(&mut input.sink, &bytes),
@@ -235,23 +272,16 @@ impl InputSlot {
 }
 
 /// Reads the client's frames until it hangs up, then marks it gone and kills
-/// the command. Before the command exists, `stdin` frames are queued and
-/// `resize` frames dropped (they reach the agent's own PTY, not the
-/// command's); `InputSlot::attach` hands the command over.
+/// the command. Before the command exists, `stdin` frames are queued and the
+/// last `resize` is held (for a PTY that takes them, applied after the first
+/// output); `InputSlot::attach` hands the command over.
 pub fn spawn_input(mut reader: UnixStream, ctl: Arc<Ctl>, out: Arc<Out>) -> Arc<Mutex<InputSlot>> {
     let slot: Arc<Mutex<InputSlot>> = Arc::new(Mutex::new(InputSlot::default()));
     let target = slot.clone();
     thread::spawn(move || loop {
         match wire::read_frame::<_, Request>(&mut reader) {
             Ok(Some(Request::Stdin { data })) => target.lock().unwrap().stdin(data.0),
-            Ok(Some(Request::Resize { cols, rows })) => {
-                if let Some(Input {
-                    resize: Some(m), ..
-                }) = target.lock().unwrap().input.as_ref()
-                {
-                    guest::set_winsize(m, cols, rows);
-                }
-            }
+            Ok(Some(Request::Resize { cols, rows })) => target.lock().unwrap().resize(cols, rows),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
                 out.mark_gone();
