@@ -236,7 +236,9 @@ impl Exec<'_> {
     /// A failure crun prints on the command's output, then its exit code.
     fn in_band_failure(&mut self, code: i32, msg: String, fault: Option<Fault>) -> Ending {
         if self.req.interactive {
-            let data = Bytes(format!("{msg}\r\n").into_bytes());
+            // A PTY's onlcr turns crun's `\n` into `\r\n`; a pipe does not.
+            let eol = if self.req.tty { "\r\n" } else { "\n" };
+            let data = Bytes(format!("{msg}{eol}").into_bytes());
             self.out.send(&if self.req.tty {
                 Response::Stdout { data }
             } else {
