@@ -170,6 +170,10 @@ mod tests {
         let p = parse(&v("smolvm machine exec -iwtt -- sh")).unwrap();
         assert!(!p.tty);
         assert_eq!(p.separator, Some(4));
+        // A flag without a value (`--stream`) does not swallow the next word.
+        let p = parse(&v("smolvm machine exec --stream -t -- sh")).unwrap();
+        assert!(p.tty);
+        assert_eq!(p.separator, Some(5));
         // A value-taking letter ending the cluster consumes the next word.
         let p = parse(&v("smolvm machine exec -te -t -- sh")).unwrap();
         assert!(p.tty);
