@@ -104,7 +104,11 @@ fn against_smolvm_0_8_1_a_resize_during_start_up_ends_at_the_final_size() {
     wait_for(
         "the wrapper to nudge smolvm once ready",
         DEADLINE,
-        || Machine::wrapper_events(&log).iter().any(|r| r.event == "nudge"),
+        || {
+            Machine::wrapper_events(&log)
+                .iter()
+                .any(|r| r.event == "nudge")
+        },
         || machine.wrapper_log(),
     );
     term.wait_for_text(&guest::status_at("compat", 90, 25), DEADLINE);
