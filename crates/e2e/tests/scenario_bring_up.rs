@@ -173,3 +173,32 @@ fn five_neighbouring_sessions_100_ms_apart_lose_none_and_end_at_the_final_size()
     assert!(waited >= 1, "no session waited for the machine lock");
     assert_no_session_lost(&machine.exec_log(), 5);
 }
+
+#[test]
+fn a_session_never_resized_starts_no_side_channel_even_long_after_ready() {
+    let machine = Machine::start("lazy", &[]);
+    let log = machine.home().join("lazy.log");
+    let argv = machine.wrapped_argv_logging_to(&log, &[], &guest::tui_exec_args("lazy", &[]));
+    let mut screen = Screen::open(Place::Pty, &machine, 100, 30, &argv, Some(&log));
+    screen.wait_for_text(&guest::first_frame(100, 30), DEADLINE);
+    wait_for(
+        "the session to be ready",
+        DEADLINE,
+        || events(&log).iter().any(|r| r.event == "ready"),
+        || log_text(&log),
+    );
+    // Still nothing to push: a channel opened now would be an exec on the
+    // machine for nothing (and, on a neighbour's bring-up, a danger).
+    screen.send_keys("q");
+    assert_eq!(screen.wait_exit(DEADLINE), Exit::Code(0));
+    let log_records = machine.exec_log();
+    assert!(
+        execs::side_channels(&log_records).is_empty(),
+        "a session never resized opened a side channel: {log_records:#?}"
+    );
+    assert!(
+        !events(&log).iter().any(|r| r.event.starts_with("channel")),
+        "{}",
+        log_text(&log)
+    );
+}
