@@ -1,5 +1,10 @@
 //! The cost of what sits in front of smolvm: how long after launch the
-//! smolvm client starts (its exec.log `start_ms`), and one bring-up's length.
+//! session's `run` request reaches the agent (its exec.log
+//! `bringup_start_ms`, a precise monotonic time; `start_ms`, the client's
+//! start, has a 10 ms resolution, too coarse for a 2 ms target), and one
+//! bring-up's length. The client's own start-up and handshake are in every
+//! variant's offset alike, so the difference with smolvm alone is what the
+//! wrapper adds.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -7,10 +12,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::interactive::HOST;
-use crate::lab::{main_exec, Lab};
+use crate::lab::{arrival_ms, main_exec, Lab};
 use crate::stats::{self, Summary};
 
-/// Launch → smolvm client start, per variant.
+/// Launch → the session's request at the agent, per variant.
 #[derive(Debug, Clone, Serialize)]
 pub struct StartOffsets {
     /// One sample per round, ms (`None`: that launch recorded no main exec).
@@ -53,7 +58,8 @@ pub fn start_offsets(labs: &[&Lab], n: usize) -> Vec<StartOffsets> {
             drop(launch);
             lab.quiesce();
             lab.clean_prologue_file(log.as_deref());
-            let offset = main_exec(&lab.records_since(launch_ms)).map(|r| r.start_ms - launch_ms);
+            let offset =
+                main_exec(&lab.records_since(launch_ms)).map(|r| arrival_ms(r) - launch_ms);
             if offset.is_none() {
                 eprintln!(
                     "bench: cost {} round {round}: no main exec recorded",
@@ -77,7 +83,8 @@ pub fn start_offsets(labs: &[&Lab], n: usize) -> Vec<StartOffsets> {
 pub struct Bringup {
     /// Wall time of a whole `machine exec -- true`, ms.
     pub wall: Option<Summary>,
-    /// The bring-up window the fake recorded (`bringup_end_ms − bringup_start_ms`), ms.
+    /// Request → command start as the fake recorded it (`bringup_end_ms −
+    /// bringup_start_ms`: bring-up and crun window), ms.
     pub window: Option<Summary>,
 }
 

@@ -1,5 +1,7 @@
 //! [`Lab`]: one variant under test, with its own fake machine (default
-//! timings), its own `XDG_CACHE_HOME` and a folder for record files and logs.
+//! timings) and a folder for record files and logs. The machine's private
+//! state folders ([`Machine::env`]) also hold pty-resize's version cache and
+//! per-machine lock, so no two variants share either.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,14 +71,13 @@ pub struct Tools {
 /// machine counts as idle: one default bring-up (250 ms) and a margin.
 pub const QUIET: Duration = Duration::from_millis(320);
 
-/// One variant's machine, cache and work folder.
+/// One variant's machine and work folder.
 pub struct Lab {
     /// The variant.
     pub variant: Variant,
     /// Its fake machine.
     pub machine: Machine,
     tools: Tools,
-    cache: TempDir,
     work: TempDir,
     seq: AtomicU32,
 }
@@ -100,7 +101,6 @@ impl Lab {
             variant,
             machine: Machine::start(&name, &[]),
             tools: tools.clone(),
-            cache: tempfile::Builder::new().prefix("bench-cache-").tempdir()?,
             work: tempfile::Builder::new().prefix("bench-work-").tempdir()?,
             seq: AtomicU32::new(0),
         })
@@ -148,25 +148,33 @@ impl Lab {
         argv
     }
 
-    /// The variables a session needs: the machine's and its own cache.
+    /// The variables a session needs: the machine's (its state folders,
+    /// which smolvm's client finds the machine through).
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut env = self.machine.env();
-        env.push((
-            "XDG_CACHE_HOME".into(),
-            self.cache.path().to_string_lossy().into_owned(),
-        ));
-        env
+        self.machine.env()
     }
 
     /// Starts a session running `guest` on a new `cols` x `rows` PTY.
     pub fn launch(&self, size: (u16, u16), guest: &[String]) -> Launch {
+        self.launch_with(size, guest, &[])
+    }
+
+    /// [`Lab::launch`] with `extra` variables in the session's environment.
+    pub fn launch_with(
+        &self,
+        size: (u16, u16),
+        guest: &[String],
+        extra: &[(&str, &str)],
+    ) -> Launch {
         let log = self
             .variant
             .is_wrapper()
             .then(|| self.fresh_path("wrapper.log"));
         let argv = self.argv(guest, log.as_deref());
         let mut cmd: Command = hermetic::command(&argv[0]);
-        cmd.args(&argv[1..]).envs(self.env());
+        cmd.args(&argv[1..])
+            .envs(self.env())
+            .envs(extra.iter().copied());
         let launch_ms = monotonic_ms();
         let term = Term::spawn(size.0, size.1, cmd);
         Launch {
@@ -191,33 +199,50 @@ impl Lab {
         }
     }
 
-    /// Exec records that started at or after `since_ms`.
+    /// Exec records whose client started at or after `since_ms`.
     pub fn records_since(&self, since_ms: f64) -> Vec<ExecRecord> {
         self.machine
             .exec_log()
             .into_iter()
-            .filter(|r| r.start_ms >= since_ms)
+            .filter(|r| started_since(r, since_ms))
             .collect()
     }
 
     /// Removes the PTY record the wrapper's prologue left in the guest's
     /// `/tmp` (the fake's guest shares the host's), named in the log.
     pub fn clean_prologue_file(&self, log: Option<&Path>) {
-        let Some(text) = log.and_then(|l| std::fs::read_to_string(l).ok()) else {
+        let Some(records) = log.and_then(|l| pty_resize::log::read(l).ok()) else {
             return;
         };
-        if let Some(token) = prologue_token(&text) {
+        if let Some(token) = prologue_token(&records) {
             let _ = std::fs::remove_file(format!("/tmp/.pty-resize-{token}"));
         }
     }
 }
 
-/// The `token=N` of the wrapper log's `prologue` line.
-pub fn prologue_token(log: &str) -> Option<u64> {
-    log.lines()
-        .filter(|l| l.contains("event=prologue"))
-        .flat_map(|l| l.split(' '))
-        .find_map(|kv| kv.strip_prefix("token="))
+/// The resolution of `ExecRecord::start_ms`: the client's start time comes
+/// from `/proc/PID/stat` in clock ticks (10 ms), rounded down.
+pub const START_RESOLUTION_MS: f64 = 10.0;
+
+/// Whether `r`'s client started at or after `since_ms`, given
+/// [`START_RESOLUTION_MS`]. A launch made just after `since_ms` can have a
+/// `start_ms` up to one tick before it; the records of earlier launches are
+/// further back, as the bench waits for a quiet machine between them.
+pub fn started_since(r: &ExecRecord, since_ms: f64) -> bool {
+    r.start_ms + START_RESOLUTION_MS > since_ms
+}
+
+/// When the agent received the exec's request and began its bring-up (a
+/// precise monotonic time, unlike `start_ms`), falling back to `start_ms`.
+pub fn arrival_ms(r: &ExecRecord) -> f64 {
+    r.bringup_start_ms.unwrap_or(r.start_ms)
+}
+
+/// The `token` of the wrapper log's `prologue` event.
+pub fn prologue_token(log: &[pty_resize::log::Record]) -> Option<u64> {
+    log.iter()
+        .filter(|r| r.event == "prologue")
+        .find_map(|r| r.get("token"))
         .and_then(|t| t.parse().ok())
 }
 
@@ -226,6 +251,15 @@ pub fn prologue_token(log: &str) -> Option<u64> {
 /// with no main exec recorded is a result the bench reports, not a harness failure.
 pub fn main_exec(records: &[ExecRecord]) -> Option<&ExecRecord> {
     records.iter().find(|r| r.tty)
+}
+
+/// The main exec of the session whose guest records its frames to `record`
+/// (its argv names that file): how a session is told from its neighbours.
+pub fn main_exec_of<'a>(records: &'a [ExecRecord], record: &Path) -> Option<&'a ExecRecord> {
+    let record = record.to_string_lossy();
+    records
+        .iter()
+        .find(|r| r.tty && r.argv.iter().any(|a| *a == record))
 }
 
 /// The side channels of a session: the scenarios' own definition.
@@ -252,11 +286,29 @@ mod tests {
         }
     }
 
+    fn parse(text: &str) -> Vec<pty_resize::log::Record> {
+        text.lines()
+            .filter_map(pty_resize::log::parse_line)
+            .collect()
+    }
+
     #[test]
     fn prologue_token_is_read_from_the_log() {
-        let log = "t_ms=0.1 event=start readiness=raw-mode\nt_ms=0.2 event=prologue size=100x30 token=4242\n";
-        assert_eq!(prologue_token(log), Some(4242));
-        assert_eq!(prologue_token("t_ms=0.1 event=start\n"), None);
+        let log = "t_ms=0.1 event=start readiness=raw\nt_ms=0.2 event=prologue applied=true size=100x30 token=4242\n";
+        assert_eq!(prologue_token(&parse(log)), Some(4242));
+        assert_eq!(prologue_token(&parse("t_ms=0.1 event=start\n")), None);
+    }
+
+    #[test]
+    fn a_session_is_found_by_its_record_file() {
+        let mut a = rec(true, 0.0, 9.0);
+        a.argv = vec!["guest-tui".into(), "--record".into(), "/w/frames-1".into()];
+        let mut b = a.clone();
+        b.argv[2] = "/w/frames-2".into();
+        let records = [a, b, rec(false, 1.0, 2.0)];
+        let found = main_exec_of(&records, Path::new("/w/frames-2")).unwrap();
+        assert_eq!(found.argv[2], "/w/frames-2");
+        assert!(main_exec_of(&records, Path::new("/w/frames-3")).is_none());
     }
 
     #[test]
@@ -268,6 +320,15 @@ mod tests {
         ];
         assert!(main_exec(&records).unwrap().tty);
         assert_eq!(side_channels(&records).len(), 2);
+    }
+
+    #[test]
+    fn a_start_rounded_down_to_the_tick_still_counts() {
+        let r = rec(true, 1000.0, 2000.0);
+        assert!(started_since(&r, 1004.2));
+        assert!(started_since(&r, 1000.0));
+        assert!(!started_since(&r, 1010.0));
+        assert!(!started_since(&r, 1300.0));
     }
 
     #[test]

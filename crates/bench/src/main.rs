@@ -12,8 +12,10 @@ mod lab;
 mod procs;
 mod report;
 mod robust;
+mod sessions;
 mod stats;
 mod storm;
+mod window;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -131,8 +133,10 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
             start_offset: None,
             overhead_ms: None,
             overhead_best_ms: None,
-            race: None,
+            window: None,
             tmux: None,
+            short: None,
+            neighbours: None,
         })
         .collect();
 
@@ -166,27 +170,51 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
     }
 
     progress(&format!(
-        "config.json race row: {} launches per variant",
+        "crun-window row: {} launches per variant, resized the moment the terminal goes raw",
         counts.window_launches
     ));
-    let mut race = vec![robust::Robust::default(); 3];
+    let mut windows = vec![window::Window::default(); labs.len()];
     for _ in 0..counts.window_launches {
-        for (lab, out) in bridges.iter().zip(race.iter_mut()) {
-            robust::race_launch(lab, out);
+        for (lab, out) in labs.iter().zip(windows.iter_mut()) {
+            window::launch(lab, out);
         }
     }
-    for (out, r) in results.iter_mut().zip(race) {
-        out.race = Some(r);
+    for (out, w) in results.iter_mut().zip(windows) {
+        out.window = Some(w);
+    }
+
+    progress(&format!(
+        "back-to-back short sessions: {} per variant",
+        counts.short_sessions
+    ));
+    for (lab, out) in labs.iter().zip(results.iter_mut()) {
+        out.short = Some(sessions::short(lab, counts.short_sessions));
+    }
+
+    progress(&format!(
+        "neighbours: {} round(s) of {} sessions {} ms apart per variant",
+        counts.neighbour_rounds,
+        counts.neighbours,
+        sessions::NEIGHBOUR_GAP.as_millis()
+    ));
+    for (lab, out) in labs.iter().zip(results.iter_mut()) {
+        let mut r = robust::Robust::default();
+        for _ in 0..counts.neighbour_rounds {
+            sessions::neighbours(lab, counts.neighbours, &mut r);
+        }
+        out.neighbours = Some(r);
     }
 
     if which_tmux() {
         progress(&format!(
-            "shared-stdin row (tmux): {} launches per variant",
+            "shared-stdin row (tmux, {}={}): {} launches per variant",
+            robust::SHARED_STDIN.0,
+            robust::SHARED_STDIN.1,
             counts.tmux_launches
         ));
-        let mut tmux = vec![robust::Robust::default(); 3];
+        let mut tmux = vec![robust::Robust::default(); labs.len()];
         for _ in 0..counts.tmux_launches {
-            for (lab, out) in bridges.iter().zip(tmux.iter_mut()) {
+            for (lab, out) in labs.iter().zip(tmux.iter_mut()) {
                 robust::tmux_launch(lab, out);
             }
         }
@@ -205,6 +233,7 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
         counts,
         cores: std::thread::available_parallelism().map_or(0, usize::from),
         bringup_setting_ms: 250,
+        crun_setting_ms: 300,
         default_mode: default.key().into(),
         bringup,
         variants: results,

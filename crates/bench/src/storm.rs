@@ -6,7 +6,7 @@ use fake_smolvm::exec_log::monotonic_ms;
 use serde::Serialize;
 
 use crate::interactive::{quit, wait_frame, HOST};
-use crate::lab::{any_overlap, side_channels, Lab};
+use crate::lab::{any_overlap, arrival_ms, side_channels, Lab};
 
 /// The size the storm ends on; none of the others is this.
 pub const FINAL: (u16, u16) = (120, 40);
@@ -78,7 +78,7 @@ pub fn run(lab: &Lab, resizes: usize) -> Option<Storm> {
     Some(Storm {
         resizes,
         span_ms: last_ms - storm_ms,
-        execs: sides.iter().filter(|r| r.start_ms >= storm_ms).count(),
+        execs: sides.iter().filter(|r| arrival_ms(r) >= storm_ms).count(),
         execs_session: sides.len(),
         overlapped: any_overlap(&sides),
         settle_ms: settled.map(|(f, _)| f.ms - last_ms),
