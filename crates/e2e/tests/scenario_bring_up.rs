@@ -91,17 +91,26 @@ fn resize_at_raw(machine: &Machine, place: Place, n: usize, opts: &[&str]) -> Pa
 /// `total` launches of [`resize_at_raw`], `parallel` machines at a time
 /// (each machine runs its share back to back), alternating PTY and tmux.
 fn launches(total: usize, parallel: usize, env: &[(&str, &str)], opts: &[&str]) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("launches")
+        .to_string();
     std::thread::scope(|s| {
         for m in 0..parallel {
-            s.spawn(move || {
-                let machine = Machine::start(&format!("raw{m}"), env);
-                let mine: Vec<usize> = (m..total).step_by(parallel).collect();
-                for &n in &mine {
-                    let place = if n % 2 == 0 { Place::Pty } else { Place::Tmux };
-                    resize_at_raw(&machine, place, n, opts);
-                }
-                assert_no_session_lost(&machine.exec_log(), mine.len());
-            });
+            // Named, so a failure folder says which machine's launches failed.
+            let name = format!("{test}-machine-{m}");
+            std::thread::Builder::new()
+                .name(name)
+                .spawn_scoped(s, move || {
+                    let machine = Machine::start(&format!("raw{m}"), env);
+                    let mine: Vec<usize> = (m..total).step_by(parallel).collect();
+                    for &n in &mine {
+                        let place = if n % 2 == 0 { Place::Pty } else { Place::Tmux };
+                        resize_at_raw(&machine, place, n, opts);
+                    }
+                    assert_no_session_lost(&machine.exec_log(), mine.len());
+                })
+                .expect("spawn a launcher thread");
         }
     });
 }
