@@ -84,7 +84,7 @@ pub fn start(env: &Env, name: &str) -> Res<()> {
     let mut rec = env.registry.require(name)?;
     let dir = MachineDir(env.host.ensure_machine_dir(name)?);
     if let Some(l) = live(&dir) {
-        if crate::agent::answers_ping(dir.path()) {
+        if crate::wire::answers_ping(&dir.socket()) {
             println!("Machine '{name}' is already running (PID: {})", l.front);
             return Ok(());
         }
@@ -236,7 +236,7 @@ pub fn delete(env: &Env, name: &str, force: bool) -> Res<()> {
 /// The state `ls`/`status` report, and the agent pid when running.
 fn effective(dir: &MachineDir, rec: &Record) -> (String, Option<i32>) {
     match live(dir) {
-        Some(l) if crate::agent::answers_ping(dir.path()) => ("running".into(), Some(l.front)),
+        Some(l) if crate::wire::answers_ping(&dir.socket()) => ("running".into(), Some(l.front)),
         Some(l) => ("unreachable".into(), Some(l.front)),
         None if rec.state == State::Running => ("stopped".into(), None),
         None => (rec.state.word().into(), None),

@@ -42,6 +42,14 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Clock ticks since boot at which `pid` started (`agent.pid`'s second line,
+/// as smolvm writes it to guard against pid reuse).
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Reads a pid file's first line.
 /// Never 0 or 1 nor negative: `kill(0, …)` would hit our own process group.
 pub fn read_pid(path: &std::path::Path) -> Option<i32> {
@@ -65,7 +73,7 @@ pub fn is_live_agent(pid: i32, start_ticks: Option<u64>) -> bool {
     let ours = fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| c.split(|b| *b == 0).any(|arg| arg == b"__agent"))
         .unwrap_or(false);
-    ours && start_ticks.is_none_or(|t| crate::agent::process_start_ticks(pid as u32) == Some(t))
+    ours && start_ticks.is_none_or(|t| process_start_ticks(pid as u32) == Some(t))
 }
 
 /// Whether `pid` has finished exiting (gone, or a zombie). Why not "its

@@ -205,6 +205,19 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad frame: {e}")))
 }
 
+/// Whether the agent socket at `socket` answers `ping` (smolvm's liveness test).
+pub fn answers_ping(socket: &std::path::Path) -> bool {
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    write_frame(&mut s, &Request::Ping).is_ok()
+        && matches!(
+            read_frame::<_, Response>(&mut s),
+            Ok(Some(Response::Pong { .. }))
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

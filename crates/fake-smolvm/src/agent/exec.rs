@@ -23,7 +23,7 @@ use super::guest::{self, Ctl, Spec};
 use super::peer::Peer;
 use super::record::{self, Ending, Progress};
 use super::relay::{self, Input, InputSlot, Out};
-use super::server::Machine;
+use super::state::Machine;
 use super::timeline::{ExecId, Load, Resolve};
 use crate::exec_log::{self, monotonic_ms, ExecPath, Fault};
 use crate::oci;

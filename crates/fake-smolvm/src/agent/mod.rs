@@ -24,13 +24,14 @@ mod peer;
 mod record;
 mod relay;
 mod server;
+mod state;
 mod timeline;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
@@ -114,7 +115,10 @@ fn start(dir: &MachineDir, name: String) -> Result<(UnixListener, OwnedFd), Stri
                 return Err(answer.strip_prefix("error ").unwrap_or(&answer).to_string());
             }
             let me = std::process::id();
-            let pidfile = format!("{me}\n{}\n", process_start_ticks(me).unwrap_or(0));
+            let pidfile = format!(
+                "{me}\n{}\n",
+                crate::machine::process_start_ticks(me).unwrap_or(0)
+            );
             let written = fs::write(dir.agent_pid(), pidfile)
                 .and_then(|_| fs::write(dir.guest_pid(), format!("{}\n", init_pid.unwrap_or(0))));
             if let Err(e) = written {
@@ -212,14 +216,6 @@ fn silence_stdout() {
     }
 }
 
-/// Clock ticks since boot at which `pid` started (`agent.pid`'s second line,
-/// as smolvm writes it to guard against pid reuse).
-pub fn process_start_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 /// unshare + id maps + private devpts; every failure says which step and why.
 fn setup_namespaces() -> Result<(), String> {
     let uid = nix::unistd::getuid();
@@ -292,7 +288,7 @@ fn guest_init(
             let _ = std::env::set_current_dir("/");
             say(&mut ready, "ok");
             drop(ready);
-            server::serve(server::Machine::new(name, dir.clone(), defaults), guest_end);
+            server::serve(state::Machine::new(name, dir.clone(), defaults), guest_end);
             0
         }
         Ok(ForkResult::Parent { child }) => {
@@ -335,17 +331,4 @@ fn reset_signal_dispositions() {
         }
     }
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-}
-
-/// Whether `dir`'s agent socket answers `ping` (smolvm's liveness test).
-pub fn answers_ping(dir: &Path) -> bool {
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(dir.join("agent.sock")) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-    crate::wire::write_frame(&mut s, &crate::wire::Request::Ping).is_ok()
-        && matches!(
-            crate::wire::read_frame::<_, crate::wire::Response>(&mut s),
-            Ok(Some(crate::wire::Response::Pong { .. }))
-        )
 }

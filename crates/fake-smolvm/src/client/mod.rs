@@ -59,7 +59,7 @@ pub fn exec(opts: ExecOptions) -> Res<i32> {
         ))
     };
     // Liveness: a connection that answers `ping`, then a fresh one for the exec.
-    if !crate::agent::answers_ping(host.machine_dir(&opts.name).as_path()) {
+    if !crate::wire::answers_ping(&sock) {
         return Err(not_running());
     }
     let mut stream = UnixStream::connect(&sock).map_err(|_| not_running())?;
