@@ -157,22 +157,36 @@ fn without_the_wrapper_a_killed_smolvm_leaves_the_terminal_raw_and_nonblocking()
 
 #[test]
 fn a_sigkilled_wrapper_leaves_no_smolvm_or_guest_after_a_second() {
+    // Under a shell, as from a job-control shell: the wrapper is not the
+    // session leader, so its death sends no SIGHUP to anyone; only the
+    // wrapper's own parent-death signal can take smolvm with it.
     let machine = Machine::start("k9", &[]);
     let argv = machine.wrapped_argv(&[], &guest::tui_exec_args("sigkilled-wrapper", &[]));
-    let mut cmd = hermetic::command(&argv[0]);
-    cmd.args(&argv[1..]).envs(machine.env());
+    let done = machine.home().join("done");
+    let script = format!(
+        "{}; echo done > {}; exec sleep 600",
+        shell::join(&argv),
+        done.display()
+    );
+    let mut cmd = hermetic::command("sh");
+    cmd.arg("-c").arg(script).envs(machine.env());
     let mut term = Term::spawn(100, 30, cmd);
     term.watch(&machine);
     term.wait_for_text(&guest::first_frame(100, 30), DEADLINE);
-    let wrapper = term.pid() as i32;
+    let (wrapper, client) = wrapper_and_client(&term);
     let session: Vec<i32> = proctree::tree(wrapper)
         .into_iter()
         .map(|(_, p)| p.pid)
         .filter(|p| *p != wrapper)
         .collect();
-    let guest = e2e::procs::running_with_arg("sigkilled-wrapper");
+    // The guest's processes carry its label (so does the outer shell's script).
+    let shell_pid = term.pid() as i32;
+    let guest: Vec<i32> = e2e::procs::running_with_arg("sigkilled-wrapper")
+        .into_iter()
+        .filter(|p| *p != shell_pid)
+        .collect();
     assert!(
-        !session.is_empty() && !guest.is_empty(),
+        session.contains(&client) && !guest.is_empty(),
         "client and guest run"
     );
     nix::sys::signal::kill(
@@ -180,6 +194,12 @@ fn a_sigkilled_wrapper_leaves_no_smolvm_or_guest_after_a_second() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    wait_for(
+        "the shell to go on after the wrapper",
+        DEADLINE,
+        || done.exists(),
+        || term.contents(),
+    );
     let everyone: Vec<i32> = session.iter().chain(&guest).copied().collect();
     wait_for(
         "the session's smolvm client and guest to end within a second",
