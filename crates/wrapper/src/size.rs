@@ -90,18 +90,17 @@ where
     Err(why)
 }
 
-/// Reads the window size of one fd with `TIOCGWINSZ`; `None` if it is not a terminal.
+/// Reads the window size of one fd (`TIOCGWINSZ`); `None` if it is not a terminal.
 pub fn read_fd(fd: RawFd) -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` into the pointer we pass; the fd
-    // is only read from, and an invalid fd makes the call fail with EBADF.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0).then_some((ws.ws_col, ws.ws_row))
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the fd is only borrowed for this one call; an fd that is not
+    // open makes it fail with EBADF, which is `None` here.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::termios::tcgetwinsize(fd)
+        .ok()
+        .map(|ws| (ws.ws_col, ws.ws_row))
 }
 
 /// The host size: the first valid answer of fds 0, 1, 2, or why there is none.

@@ -269,15 +269,13 @@ fn take_output_pipes(child: &mut Child) -> (Option<GuestReader>, Option<GuestRea
 
 /// Sets a PTY's size.
 pub fn set_winsize(master: &File, cols: u16, rows: u16) {
-    use std::os::fd::AsRawFd;
-    let ws = libc::winsize {
+    let ws = rustix::termios::Winsize {
         ws_row: rows,
         ws_col: cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCSWINSZ reads a winsize struct we own; the fd is an open PTY master.
-    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    let _ = rustix::termios::tcsetwinsize(master, ws);
 }
 
 /// Waits for the main process; on `--timeout` expiry kills its group (fault timeout).

@@ -57,16 +57,9 @@ pub fn restore(saved: Saved) {
 
 /// The terminal's size, asked of fd 0 (`None` when it is not a terminal).
 pub fn size() -> Option<(u16, u16)> {
-    let ws = nix::pty::Winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let mut ws = ws;
-    // SAFETY: TIOCGWINSZ fills the struct we own.
-    let rc = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0).then_some((ws.ws_col, ws.ws_row))
+    rustix::termios::tcgetwinsize(stdin_fd())
+        .ok()
+        .map(|ws| (ws.ws_col, ws.ws_row))
 }
 
 /// Whether fd 0 is a terminal.

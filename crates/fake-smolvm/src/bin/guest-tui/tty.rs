@@ -15,16 +15,9 @@ use crate::view::Size;
 /// 0x0 as an error, and the point of guest-tui is to show exactly what the
 /// PTY says, 0x0 included.
 fn winsize_of(fd: RawFd) -> Option<Size> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which
-    // points at a live, properly aligned local.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0).then_some(Size {
+    // SAFETY: the fd is only borrowed for this one call; a closed fd fails.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::termios::tcgetwinsize(fd).ok().map(|ws| Size {
         cols: ws.ws_col,
         rows: ws.ws_row,
     })
