@@ -72,28 +72,15 @@ mod tests {
     /// window ran `window.0..window.1`.
     fn rec(tty: bool, start: f64, window: (f64, f64), end: f64) -> ExecRecord {
         ExecRecord {
-            pid: 1,
-            program: "smolvm".into(),
-            argv: vec!["x".into()],
             tty,
             interactive: tty,
-            path: fake_smolvm::exec_log::ExecPath::Run,
-            joined: false,
-            stdin: "devnull".into(),
-            tmux: false,
             start_ms: start,
             bringup_start_ms: Some(start),
             touched_ms: Some(window.0),
-            started_ms: None,
             window_start_ms: Some(window.0),
             window_end_ms: Some(window.1),
-            bringup_end_ms: Some(window.1),
             end_ms: end,
-            exit_code: 0,
-            signal: None,
-            fault: None,
-            error: None,
-            client_gone: false,
+            ..ExecRecord::default()
         }
     }
 
