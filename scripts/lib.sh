@@ -24,6 +24,23 @@ build_bins() {
     echo "$target_dir/$profile"
 }
 
+# record_or_run FILE CMD...: runs CMD, recorded as an asciicast v2 file
+# (asciinema rec) when FILE is not empty, so a session can be handed on and
+# replayed with `asciinema play FILE`.
+record_or_run() {
+    local file=$1; shift
+    if [[ -z $file ]]; then
+        "$@"
+        return
+    fi
+    command -v asciinema >/dev/null ||
+        { echo "--record needs asciinema (apt-get install asciinema)" >&2; return 2; }
+    local line
+    printf -v line '%q ' "$@"
+    asciinema rec --quiet --overwrite --command "$line" "$file"
+    echo "recorded: $file (replay: asciinema play $file)" >&2
+}
+
 # fake_machine_up BIN_DIR NAME: creates and starts an image machine in fresh
 # smolvm state folders under FAKE_STATE (exported with XDG_CACHE_HOME,
 # XDG_DATA_HOME and XDG_RUNTIME_DIR, so this run shares no machine, lock or
