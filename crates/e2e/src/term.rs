@@ -1,10 +1,8 @@
 //! [`Term`]: a program on a real PTY, seen through a terminal emulator.
 //!
-//! Why not expectrl's spawn: expectrl 0.9 (ptyprocess 0.5) opens every PTY at
-//! 80x24 and sets 80x24 again from the parent *after* the child has exec'd,
-//! which races the program's first frame — the very thing these tests check.
-//! Here the PTY is opened and sized before the child exists, so the program's
-//! first `TIOCGWINSZ` sees the chosen size (0x0 included).
+//! Built on [`testkit::Term`]: the PTY is opened and sized before the child
+//! exists, so the program's first `TIOCGWINSZ` sees the chosen size (0x0
+//! included), and its output is read on a thread into the emulator.
 //!
 //! The terminal answers the queries real programs send and may block on
 //! (cursor position, device attributes, window size: see [`crate::answer`]),
@@ -12,23 +10,15 @@
 //! last settled screens, so a failed wait leaves a failure folder (see
 //! [`crate::failure`]).
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::process::Command;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt, PtyMaster};
-use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use testkit::output::{Sink, State};
+use testkit::pty::{Pty, Wiring};
+use testkit::term::{emulated, parser_with, resize_screen};
 
 use crate::answer::Answerer;
 use crate::cast::Recorder;
@@ -36,7 +26,6 @@ use crate::exit::Exit;
 use crate::failure::{self, Context, Evidence, Report};
 use crate::screens::Screens;
 use crate::snapshot::Grid;
-use crate::wait::{poll_until, POLL};
 
 /// How long the screen must be quiet (no new bytes) to count as settled.
 pub const SETTLE_QUIET: Duration = Duration::from_millis(150);
@@ -44,19 +33,10 @@ pub const SETTLE_QUIET: Duration = Duration::from_millis(150);
 /// How long [`Term::snapshot`] waits for the screen to settle at most.
 pub const SETTLE_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The emulated size used for a PTY with a 0 dimension (the emulator needs
-/// at least one cell; the snapshot header still shows the PTY's size).
-const ZERO_FALLBACK: (u16, u16) = (80, 24);
-
-/// Raw output kept for failure messages; older bytes are dropped.
-const RAW_KEEP: usize = 1 << 20;
-
-/// What the reader thread shares with the test.
-struct Shared {
+/// What the program's output goes into: the emulator (which answers the
+/// program's queries), the recording and the settled screens.
+struct Screen {
     parser: vt100::Parser<Answerer>,
-    raw: Vec<u8>,
-    last_byte: Option<Instant>,
-    eof: bool,
     /// The PTY's size, which the header shows when it differs from the
     /// emulated one.
     pty_size: (u16, u16),
@@ -67,17 +47,30 @@ struct Shared {
     unsettled: bool,
 }
 
-impl Shared {
+impl Screen {
     fn grid(&self) -> Grid {
         let mut grid = Grid::from_vt100(self.parser.screen());
         grid.pty_size = Some(self.pty_size);
         grid
     }
+}
+
+impl Sink for Screen {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.parser.process(chunk);
+        let replies = self.parser.callbacks_mut().take();
+        self.cast.output(chunk);
+        if !replies.is_empty() {
+            self.cast.input(&replies);
+        }
+        self.unsettled = true;
+        replies
+    }
 
     /// Keeps the screen in the history if it has been quiet for
     /// [`SETTLE_QUIET`] since the last change.
-    fn keep_if_settled(&mut self) {
-        let quiet = self.last_byte.is_none_or(|t| t.elapsed() >= SETTLE_QUIET);
+    fn idle(&mut self, last_byte: Option<Instant>) {
+        let quiet = last_byte.is_none_or(|t| t.elapsed() >= SETTLE_QUIET);
         if self.unsettled && quiet {
             self.unsettled = false;
             let (at, screen) = (self.cast.elapsed(), self.grid().render());
@@ -91,57 +84,9 @@ impl Shared {
 /// whole process group and reaps it.
 pub struct Term {
     program: String,
-    master: File,
-    child: Child,
+    inner: testkit::Term<Screen>,
     exit: Option<Exit>,
-    shared: Arc<(Mutex<Shared>, Condvar)>,
-    stop: Arc<AtomicBool>,
-    reader: Option<JoinHandle<()>>,
     context: Context,
-}
-
-fn winsize(cols: u16, rows: u16) -> libc::winsize {
-    libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
-}
-
-fn set_winsize(fd: &impl AsRawFd, cols: u16, rows: u16) -> std::io::Result<()> {
-    // SAFETY: TIOCSWINSZ reads one winsize from a live local.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &winsize(cols, rows)) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn emulated(cols: u16, rows: u16) -> (u16, u16) {
-    if cols == 0 || rows == 0 {
-        ZERO_FALLBACK
-    } else {
-        (cols, rows)
-    }
-}
-
-/// A master and its slave, both close-on-exec from the start: tests spawn
-/// children from many threads at once, and a slave inherited by another
-/// test's child would keep this PTY from ever reporting EOF.
-fn open_pty(cols: u16, rows: u16) -> std::io::Result<(PtyMaster, OwnedFd)> {
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
-    grantpt(&master)?;
-    unlockpt(&master)?;
-    let name = ptsname_r(&master)?;
-    let slave = nix::fcntl::open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    set_winsize(&slave, cols, rows)?;
-    Ok((master, slave))
 }
 
 impl Term {
@@ -149,7 +94,7 @@ impl Term {
     /// starts. The program leads its own session with the PTY as its
     /// controlling terminal, on stdin, stdout and stderr. Build `cmd` with
     /// [`crate::hermetic::command`]. Panics if the PTY or the spawn fails.
-    pub fn spawn(cols: u16, rows: u16, mut cmd: Command) -> Term {
+    pub fn spawn(cols: u16, rows: u16, cmd: Command) -> Term {
         let program = format!("{cmd:?}");
         // The recording's header shows the TERM the program got.
         let term_env = cmd
@@ -157,71 +102,29 @@ impl Term {
             .find(|(k, _)| *k == "TERM")
             .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
             .unwrap_or_default();
-        let (master, slave) =
-            open_pty(cols, rows).unwrap_or_else(|e| panic!("e2e: cannot open a PTY: {e}"));
-        let stdio = || Stdio::from(slave.try_clone().expect("e2e: dup PTY slave"));
-        cmd.stdin(stdio()).stdout(stdio()).stderr(stdio());
-        // SAFETY: between fork and exec only async-signal-safe calls are made
-        // (setsid, ioctl).
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid()?;
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("e2e: cannot start {program}: {e}"));
-        // Our copies of the slave must go, or the master never sees EOF.
-        drop(cmd);
-        drop(slave);
-
-        // SAFETY: into_raw_fd hands over sole ownership of the master fd.
-        let master = unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+        let pty = Pty::open(cols, rows).unwrap_or_else(|e| panic!("e2e: cannot open a PTY: {e}"));
         let (ecols, erows) = emulated(cols, rows);
-        let shared = Arc::new((
-            Mutex::new(Shared {
-                parser: vt100::Parser::new_with_callbacks(
-                    erows.try_into().expect("non-zero"),
-                    ecols.try_into().expect("non-zero"),
-                    0,
-                    Answerer::default(),
-                ),
-                raw: Vec::new(),
-                last_byte: None,
-                eof: false,
-                pty_size: (cols, rows),
-                // At the emulated size: a player cannot show a 0x0 screen.
-                cast: Recorder::new(ecols, erows, &[("TERM", &term_env), ("SHELL", "/bin/sh")]),
-                screens: Screens::default(),
-                unsettled: true,
-            }),
-            Condvar::new(),
-        ));
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let master = master.try_clone().expect("e2e: dup PTY master");
-            let (shared, stop) = (shared.clone(), stop.clone());
-            std::thread::spawn(move || read_loop(master, &shared, &stop))
+        let screen = Screen {
+            parser: parser_with(cols, rows, Answerer::default()),
+            pty_size: (cols, rows),
+            // At the emulated size: a player cannot show a 0x0 screen.
+            cast: Recorder::new(ecols, erows, &[("TERM", &term_env), ("SHELL", "/bin/sh")]),
+            screens: Screens::default(),
+            unsettled: true,
         };
+        let inner = testkit::Term::spawn_on(pty, cmd, Wiring::All, screen)
+            .unwrap_or_else(|e| panic!("e2e: cannot start {program}: {e}"));
         Term {
             program,
-            master,
-            child,
+            inner,
             exit: None,
-            shared,
-            stop,
-            reader: Some(reader),
             context: Context::default(),
         }
     }
 
     /// The program's pid (also its process group and session id).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.inner.pid()
     }
 
     /// Registers a file (a log) whose tail every failure message shows.
@@ -237,13 +140,13 @@ impl Term {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State<Screen>> {
+        self.inner.lock()
     }
 
     /// Runs `f` on the current screen.
     pub fn with_screen<T>(&self, f: impl FnOnce(&vt100::Screen) -> T) -> T {
-        f(self.lock().parser.screen())
+        f(self.lock().sink.parser.screen())
     }
 
     /// The screen's text, rows joined by newlines, trailing blanks trimmed.
@@ -258,19 +161,20 @@ impl Term {
 
     /// The current screen in snapshot format, without waiting.
     pub fn render(&self) -> String {
-        self.lock().grid().render()
+        self.lock().sink.grid().render()
     }
 
     /// The current screen in snapshot format with its colours and
     /// attributes (see [`Grid::styled`]), without waiting.
     pub fn render_styled(&self) -> String {
         let shared = self.lock();
-        shared.grid().styled(shared.parser.screen()).render()
+        let screen = &shared.sink;
+        screen.grid().styled(screen.parser.screen()).render()
     }
 
     /// The session so far as an asciicast v2 recording.
     pub fn cast(&self) -> String {
-        self.lock().cast.text().to_string()
+        self.lock().sink.cast.text().to_string()
     }
 
     /// Waits until `pred` holds for the screen. On timeout panics with
@@ -283,25 +187,10 @@ impl Term {
         deadline: Duration,
         pred: impl Fn(&vt100::Screen) -> bool,
     ) {
-        let end = Instant::now() + deadline;
-        let (lock, cvar) = &*self.shared;
-        let mut shared = lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if pred(shared.parser.screen()) {
-                return;
-            }
-            let now = Instant::now();
-            if now >= end || shared.eof {
-                break;
-            }
-            // Woken by every new chunk; the timeout re-checks the deadline.
-            shared = cvar
-                .wait_timeout(shared, (end - now).min(Duration::from_millis(100)))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        let seen = (self.inner.output()).wait_until(deadline, |s| pred(s.sink.parser.screen()));
+        if !seen {
+            self.fail(description, deadline);
         }
-        drop(shared);
-        self.fail(description, deadline);
     }
 
     /// Waits until the screen shows `text` somewhere.
@@ -323,7 +212,7 @@ impl Term {
         let program = self.status();
         let pid = self.pid();
         let shared = self.lock();
-        let screen = shared.grid().render();
+        let screen = shared.sink.grid().render();
         let raw = &shared.raw;
         let tail = &raw[raw.len().saturating_sub(failure::RAW_TAIL)..];
         let report = Report {
@@ -336,10 +225,10 @@ impl Term {
         }
         .render();
         let evidence = Evidence {
-            cast: shared.cast.text().to_string(),
-            screens: shared.screens.render((shared.cast.elapsed(), &screen)),
+            cast: shared.sink.cast.text().to_string(),
+            screens: (shared.sink.screens).render((shared.sink.cast.elapsed(), &screen)),
             svg: crate::svg::render(
-                shared.parser.screen(),
+                shared.sink.parser.screen(),
                 &format!("waiting for: {description}"),
             ),
             processes: crate::proctree::render(pid as i32),
@@ -354,24 +243,9 @@ impl Term {
     /// Waits until no byte has arrived for `quiet` (or the program's output
     /// ended), at most `deadline`; panics if it never settles.
     pub fn settle(&mut self, quiet: Duration, deadline: Duration) {
-        let end = Instant::now() + deadline;
-        let (lock, cvar) = &*self.shared;
-        let mut shared = lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let since = shared.last_byte.map_or(quiet, |t| t.elapsed());
-            if shared.eof || since >= quiet {
-                return;
-            }
-            let now = Instant::now();
-            if now >= end {
-                break;
-            }
-            shared = cvar
-                .wait_timeout(shared, (quiet - since).min(end - now))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        if self.inner.output().settle(quiet, deadline) {
+            return;
         }
-        drop(shared);
         self.fail(
             &format!("the screen to stay unchanged for {quiet:?}"),
             deadline,
@@ -396,27 +270,23 @@ impl Term {
     /// Resizes the PTY and the emulator together; the kernel then sends
     /// SIGWINCH to the program's foreground process group.
     pub fn resize(&mut self, cols: u16, rows: u16) {
-        let (ecols, erows) = emulated(cols, rows);
         // Under the lock, so no byte written after the resize is parsed at the
         // old size.
-        let mut shared = self.lock();
-        shared.parser.screen_mut().set_size(
-            erows.try_into().expect("non-zero"),
-            ecols.try_into().expect("non-zero"),
-        );
-        set_winsize(&self.master, cols, rows)
-            .unwrap_or_else(|e| panic!("e2e: TIOCSWINSZ {cols}x{rows}: {e}"));
-        shared.pty_size = (cols, rows);
-        shared.cast.resize(ecols, erows);
-        shared.unsettled = true;
+        let resized = self.inner.resize(cols, rows, |screen| {
+            resize_screen(screen.parser.screen_mut(), cols, rows);
+            let (ecols, erows) = emulated(cols, rows);
+            screen.pty_size = (cols, rows);
+            screen.cast.resize(ecols, erows);
+            screen.unsettled = true;
+        });
+        resized.unwrap_or_else(|e| panic!("e2e: TIOCSWINSZ {cols}x{rows}: {e}"));
     }
 
     /// Types `keys` (raw bytes: `"q"`, `"\r"`, `"\x03"` for Ctrl-C).
     pub fn send_keys(&mut self, keys: impl AsRef<[u8]>) {
-        self.lock().cast.input(keys.as_ref());
-        self.master
-            .write_all(keys.as_ref())
-            .and_then(|()| self.master.flush())
+        self.lock().sink.cast.input(keys.as_ref());
+        self.inner
+            .send(keys.as_ref())
             .unwrap_or_else(|e| panic!("e2e: writing keys to the PTY: {e}"));
     }
 
@@ -424,13 +294,10 @@ impl Term {
     /// drop, so its process group id cannot be reused meanwhile.
     pub fn try_exit(&mut self) -> Option<Exit> {
         if self.exit.is_none() {
-            let pid = Pid::from_raw(self.child.id() as i32);
-            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-            self.exit = match waitid(Id::Pid(pid), flags) {
-                Ok(WaitStatus::Exited(_, code)) => Some(Exit::Code(code)),
-                Ok(WaitStatus::Signaled(_, sig, _)) => Some(Exit::Signal(sig as i32)),
-                _ => None,
-            };
+            self.exit = self.inner.try_exit().map(|status| match status.signal() {
+                Some(sig) => Exit::Signal(sig),
+                None => Exit::Code(status.code().unwrap_or_default()),
+            });
         }
         self.exit
     }
@@ -439,83 +306,9 @@ impl Term {
     /// (when nothing else holds the PTY open); panics with the failure report
     /// on timeout.
     pub fn wait_exit(&mut self, deadline: Duration) -> Exit {
-        let end = Instant::now() + deadline;
-        let Some(exit) = poll_until(deadline, || self.try_exit()) else {
+        if self.inner.wait_exit(deadline).is_none() {
             self.fail("the program to exit", deadline);
-        };
-        // A background process may still hold the PTY; then the output read
-        // so far is what there is.
-        let remaining = end.saturating_duration_since(Instant::now()).max(POLL);
-        poll_until(remaining.min(Duration::from_secs(1)), || {
-            self.lock().eof.then_some(())
-        });
-        exit
-    }
-}
-
-/// Drains the master into the emulator until EOF/EIO (every slave closed) or
-/// `stop`, answering the program's queries and recording the session. Polls
-/// with a timeout so that drop can stop it even while a stray process still
-/// holds the slave open, and so that a screen that has gone quiet is kept
-/// in the history.
-fn read_loop(mut master: File, shared: &(Mutex<Shared>, Condvar), stop: &AtomicBool) {
-    let mut buf = [0u8; 8192];
-    while !stop.load(Ordering::Relaxed) {
-        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(50u8)) {
-            Ok(0) => {
-                let mut s = shared.0.lock().unwrap_or_else(|e| e.into_inner());
-                s.keep_if_settled();
-                continue;
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(_) => break,
         }
-        let n = match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break, // EIO: the last slave fd was closed
-        };
-        let (lock, cvar) = shared;
-        let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-        s.parser.process(&buf[..n]);
-        let replies = s.parser.callbacks_mut().take();
-        s.cast.output(&buf[..n]);
-        if !replies.is_empty() {
-            s.cast.input(&replies);
-        }
-        s.raw.extend_from_slice(&buf[..n]);
-        if s.raw.len() > RAW_KEEP {
-            let cut = s.raw.len() - RAW_KEEP;
-            s.raw.drain(..cut);
-        }
-        s.last_byte = Some(Instant::now());
-        s.unsettled = true;
-        cvar.notify_all();
-        drop(s);
-        // Outside the lock: the answer is already computed from the screen
-        // at the query, and a program slow to read must not stall the test.
-        if !replies.is_empty() {
-            let _ = master.write_all(&replies);
-        }
-    }
-    let (lock, cvar) = shared;
-    lock.lock().unwrap_or_else(|e| e.into_inner()).eof = true;
-    cvar.notify_all();
-}
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        // The child leads its own session and process group: kill the whole
-        // group (helpers it started too). Not yet reaped, so the id is ours.
-        let pgid = Pid::from_raw(self.child.id() as i32);
-        let _ = killpg(pgid, Signal::SIGKILL);
-        let _ = self.child.wait();
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
+        self.try_exit().expect("the program has exited")
     }
 }
