@@ -7,18 +7,19 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_smolvm::exec_log::{self, ExecRecord};
 use fake_smolvm::host::Host;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::termios::{self, LocalFlags};
+use testkit::procs::{has_exited, running_with_arg};
+use testkit::pty::Pty;
+use testkit::wait::{child_exit, poll_every, poll_until, POLL};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fake-smolvm");
@@ -111,38 +112,29 @@ pub fn wait_until_every(
     mut cond: impl FnMut() -> bool,
     what: impl Fn() -> String,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        if Instant::now() >= deadline {
-            panic!("timed out after {secs}s waiting; saw:\n{}", what());
-        }
-        std::thread::sleep(step);
+    let deadline = Duration::from_secs(secs);
+    if poll_every(step, deadline, || cond().then_some(())).is_none() {
+        panic!("timed out after {secs}s waiting; saw:\n{}", what());
     }
 }
 
-/// [`wait_until_every`] with a 10 ms step.
+/// [`wait_until_every`] with the kit's step ([`testkit::wait::POLL`]).
 pub fn wait_until(secs: u64, cond: impl FnMut() -> bool, what: impl Fn() -> String) {
-    wait_until_every(secs, Duration::from_millis(10), cond, what)
+    wait_until_every(secs, POLL, cond, what)
 }
 
 /// Waits for a child with a deadline; kills it and panics with `context()` on timeout.
 pub fn wait_child_or(child: &mut Child, secs: u64, context: impl Fn() -> String) -> ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "process {} did not exit within {secs}s\n{}",
-                child.id(),
-                context()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    if let Some(status) = child_exit(child, Duration::from_secs(secs)) {
+        return status;
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "process {} did not exit within {secs}s\n{}",
+        child.id(),
+        context()
+    );
 }
 
 /// Runs a command with a 30 s deadline, capturing stdout and stderr.
@@ -400,30 +392,14 @@ impl Drop for Machine<'_> {
 
 // --------------------------------------------------------------- processes
 
-/// Whether `pid` exists and is not a zombie.
+/// Whether `pid` exists and has not exited (see [`has_exited`]).
 pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !matches!(
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next()),
-            Some("Z") | Some("X")
-        ),
-        Err(_) => false,
-    }
+    !has_exited(pid)
 }
 
-/// Host pids of live processes whose command line contains `marker`.
+/// Host pids of live processes one of whose arguments contains `marker`.
 pub fn pids_with(marker: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(marker))
-                .unwrap_or(false)
-                && alive(*pid)
-        })
-        .collect()
+    running_with_arg(marker)
 }
 
 /// A unique marker string for /proc scans.
@@ -434,15 +410,6 @@ pub fn marker(tag: &str) -> String {
 }
 
 // -------------------------------------------------------------- terminals
-
-pub fn winsize(cols: u16, rows: u16) -> nix::pty::Winsize {
-    nix::pty::Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
-}
 
 /// A terminal's state as a client leaves it: termios and the open file
 /// description's O_NONBLOCK.
@@ -472,26 +439,16 @@ fn tty_state(fd: impl AsFd) -> TtyState {
     }
 }
 
-/// How a [`Term`]'s process is wired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wiring {
-    /// stdin, stdout and stderr on the PTY (a terminal as a person uses it).
-    Tty,
-    /// stdin on the PTY, stdout and stderr on pipes (to tell them apart).
-    StdinOnly,
-}
+pub use testkit::pty::Wiring;
 
 /// A PTY the test created, with a process on its slave as its controlling
 /// terminal. The test keeps a duplicate of the process's stdin (same open
 /// file description) until the process is gone, so it can read what the
 /// process left behind: termios and O_NONBLOCK.
 pub struct Term {
-    master: File,
+    inner: testkit::Term<()>,
     slave: Option<OwnedFd>,
     pub slave_path: PathBuf,
-    pub child: Child,
-    out: Arc<Mutex<Vec<u8>>>,
-    reader: Option<JoinHandle<()>>,
     pipes: Option<Collectors>,
     /// stdout and stderr (with [`Wiring::StdinOnly`], after `wait_exit`).
     pub stdout: Vec<u8>,
@@ -500,82 +457,47 @@ pub struct Term {
     pub after: Option<TtyState>,
     /// Its state before the process started.
     pub before: TtyState,
-}
-
-fn cloexec(fd: &OwnedFd) {
-    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
+    status: Option<ExitStatus>,
 }
 
 impl Term {
     /// Spawns `cmd` on a fresh cols x rows PTY, everything on it.
     pub fn spawn(cmd: Command, cols: u16, rows: u16) -> Term {
-        Term::spawn_wired(cmd, cols, rows, Wiring::Tty)
+        Term::spawn_wired(cmd, cols, rows, Wiring::All)
     }
 
     pub fn spawn_wired(mut cmd: Command, cols: u16, rows: u16, wiring: Wiring) -> Term {
-        let pty = nix::pty::openpty(Some(&winsize(cols, rows)), None).unwrap();
-        // Other tests spawn children concurrently: they must not inherit it.
-        cloexec(&pty.master);
-        cloexec(&pty.slave);
+        let pty = Pty::open(cols, rows).unwrap();
         let slave_path = nix::unistd::ttyname(&pty.slave).unwrap();
         let before = tty_state(&pty.slave);
-        let dup = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-        cmd.stdin(dup(&pty.slave));
-        match wiring {
-            Wiring::Tty => {
-                cmd.stdout(dup(&pty.slave)).stderr(dup(&pty.slave));
-            }
-            Wiring::StdinOnly => {
-                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            }
+        // The test's own duplicate, to read the terminal's state (and to
+        // keep the output open until `wait_exit`).
+        let slave = pty.slave.try_clone().unwrap();
+        if wiring == Wiring::StdinOnly {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
-        // SAFETY: setsid and ioctl are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
-        drop(cmd);
-        let pipes = (wiring == Wiring::StdinOnly).then(|| collect_pipes(&mut child));
-        let master = File::from(pty.master);
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let reader = {
-            let mut m = master.try_clone().unwrap();
-            let out = out.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                // Ends with EIO once the last slave fd (ours included) is closed.
-                while let Ok(n @ 1..) = m.read(&mut buf) {
-                    out.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            })
-        };
+        let mut inner = testkit::Term::spawn_on(pty, cmd, wiring, ()).unwrap();
+        let pipes = (wiring == Wiring::StdinOnly).then(|| collect_pipes(inner.child_mut()));
         Term {
-            master,
-            slave: Some(pty.slave),
+            inner,
+            slave: Some(slave),
             slave_path,
-            child,
-            out,
-            reader: Some(reader),
             pipes,
             stdout: Vec::new(),
             stderr: Vec::new(),
             after: None,
             before,
+            status: None,
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.inner.pid()
     }
 
     /// What the PTY showed so far.
     pub fn output(&self) -> String {
-        text(&self.out.lock().unwrap())
+        self.inner.output().text()
     }
 
     /// The terminal's state now (while the process runs).
@@ -610,28 +532,17 @@ impl Term {
     }
 
     pub fn write(&self, bytes: &[u8]) {
-        (&self.master).write_all(bytes).unwrap();
+        self.inner.send(bytes).unwrap();
     }
 
     /// Resizes the test's PTY (the kernel sends SIGWINCH to its foreground group).
     pub fn resize(&self, cols: u16, rows: u16) {
-        let ws = winsize(cols, rows);
-        // SAFETY: TIOCSWINSZ reads our struct; the fd is our own PTY master.
-        assert_eq!(
-            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
-            0
-        );
+        testkit::winsize::set(self.inner.master(), cols, rows).unwrap();
     }
 
     /// The test PTY's size as (cols, rows).
     pub fn size(&self) -> (u16, u16) {
-        let mut ws = winsize(0, 0);
-        // SAFETY: TIOCGWINSZ fills our struct.
-        assert_eq!(
-            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) },
-            0
-        );
-        (ws.ws_col, ws.ws_row)
+        testkit::winsize::get(self.inner.master()).unwrap()
     }
 
     /// Opens the slave again (O_NOCTTY): a new open file description, e.g. to
@@ -668,14 +579,18 @@ impl Term {
     /// Waits for the process to exit; notes the terminal's state it left,
     /// lets go of the terminal and collects the rest of the output.
     pub fn wait_exit(&mut self, secs: u64, context: impl Fn() -> String) -> ExitStatus {
-        let out = Arc::clone(&self.out);
-        let status = wait_child_or(&mut self.child, secs, || {
-            format!(
-                "PTY output so far: {:?}\n{}",
-                text(&out.lock().unwrap()),
+        if let Some(status) = self.status {
+            return status;
+        }
+        let Some(status) = poll_until(Duration::from_secs(secs), || self.inner.try_exit()) else {
+            panic!(
+                "process {} did not exit within {secs}s\nPTY output so far: {:?}\n{}",
+                self.pid(),
+                self.output(),
                 context()
-            )
-        });
+            );
+        };
+        self.status = Some(status);
         if let Some(slave) = self.slave.take() {
             self.after = Some(tty_state(&slave));
         }
@@ -683,24 +598,9 @@ impl Term {
             self.stdout = o.join().unwrap();
             self.stderr = e.join().unwrap();
         }
-        if let Some(r) = self.reader.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !r.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if r.is_finished() {
-                let _ = r.join();
-            }
-        }
+        // Our slave is gone: the rest of the output is read once the
+        // process's children let go of the terminal too.
+        self.inner.output().wait_eof(Duration::from_secs(5));
         status
-    }
-}
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

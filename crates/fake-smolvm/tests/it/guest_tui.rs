@@ -1,116 +1,45 @@
 //! guest-tui in a PTY this test creates, read through a terminal emulator
 //! (vt100): what a person would see on the screen.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use nix::pty::{openpty, Winsize};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use testkit::term::resize_screen;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// guest-tui running on a fresh PTY of a chosen size.
-struct Pty {
-    master: File,
-    child: Child,
-    parser: Arc<Mutex<vt100::Parser>>,
-    raw: Arc<Mutex<Vec<u8>>>,
-}
-
-fn winsize(cols: u16, rows: u16) -> Winsize {
-    Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
-}
-
-fn cloexec(fd: &OwnedFd) {
-    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
-}
+/// guest-tui running on a fresh PTY of a chosen size (see [`testkit::Term`]).
+struct Pty(testkit::Term);
 
 impl Pty {
     /// Starts guest-tui with `args` on a PTY that is `cols`x`rows` before it starts.
     fn spawn(cols: u16, rows: u16, args: &[&str]) -> Pty {
-        let pty = openpty(&winsize(cols, rows), None).expect("openpty");
-        // Other tests in this process spawn children concurrently: they must
-        // not inherit this PTY, or it would never report EOF.
-        cloexec(&pty.master);
-        cloexec(&pty.slave);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_guest-tui"));
         cmd.args(args)
             .env_clear()
             .env("TERM", "xterm-256color")
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
-        // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid()?;
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn guest-tui");
-        drop(pty.slave);
-        drop(cmd);
-        let master = File::from(pty.master);
-        // The emulator needs a non-zero size; at 0x0 the program draws one
-        // status line anyway.
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(
-            rows.max(24).try_into().unwrap(),
-            cols.max(80).try_into().unwrap(),
-            0,
-        )));
-        let raw = Arc::new(Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().unwrap();
-        let (p, r) = (parser.clone(), raw.clone());
-        // Ends with EIO once the child and every copy of the slave are gone.
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = reader.read(&mut buf) {
-                p.lock().unwrap().process(&buf[..n]);
-                r.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Pty {
-            master,
-            child,
-            parser,
-            raw,
-        }
+            .env("LANG", "C.UTF-8");
+        Pty(testkit::Term::spawn(cols, rows, cmd).expect("spawn guest-tui"))
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.pid() as i32
     }
 
     fn screen(&self) -> String {
-        self.parser.lock().unwrap().screen().contents()
+        self.0.lock().sink.screen().contents()
     }
 
     fn wait_for(&self, what: &str, pred: impl Fn(&vt100::Screen) -> bool) {
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if pred(self.parser.lock().unwrap().screen()) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
+        if !(self.0.output()).wait_until(DEADLINE, |s| pred(s.sink.screen())) {
+            panic!(
+                "timed out after {DEADLINE:?} waiting for {what}\n--- screen ---\n{}\n--- raw ---\n{}",
+                self.screen(),
+                self.0.output().text().escape_debug()
+            );
         }
-        panic!(
-            "timed out after {DEADLINE:?} waiting for {what}\n--- screen ---\n{}\n--- raw ---\n{}",
-            self.screen(),
-            String::from_utf8_lossy(&self.raw.lock().unwrap()).escape_debug()
-        );
     }
 
     fn wait_text(&self, text: &str) {
@@ -120,38 +49,27 @@ impl Pty {
     }
 
     fn resize(&self, cols: u16, rows: u16) {
-        self.parser
-            .lock()
-            .unwrap()
-            .screen_mut()
-            .set_size(rows.try_into().unwrap(), cols.try_into().unwrap());
-        // SAFETY: TIOCSWINSZ reads one winsize from a live local.
-        let rc = unsafe {
-            libc::ioctl(
-                self.master.as_raw_fd(),
-                libc::TIOCSWINSZ,
-                &winsize(cols, rows),
-            )
-        };
-        assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+        let resized = self
+            .0
+            .resize(cols, rows, |p| resize_screen(p.screen_mut(), cols, rows));
+        resized.unwrap_or_else(|e| panic!("TIOCSWINSZ: {e}"));
     }
 
     fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
+        self.0.send(bytes).unwrap();
+    }
+
+    fn try_exit(&self) -> Option<ExitStatus> {
+        self.0.try_exit()
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "guest-tui did not exit within {DEADLINE:?}\n{}",
-            self.screen()
-        );
+        self.0.wait_exit(DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "guest-tui did not exit within {DEADLINE:?}\n{}",
+                self.screen()
+            )
+        })
     }
 
     /// Once the program is gone, what the emulator shows is the normal screen
@@ -160,14 +78,6 @@ impl Pty {
         self.wait_for("the normal screen and a visible cursor", |s| {
             !s.alternate_screen() && !s.hide_cursor()
         });
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        // The child leads its own session; kill its whole process group.
-        let _ = kill(Pid::from_raw(-(self.child.id() as i32)), Signal::SIGKILL);
-        let _ = self.child.wait();
     }
 }
 
@@ -193,7 +103,7 @@ fn zero_size_is_shown_and_the_program_keeps_running() {
     let mut pty = Pty::spawn(0, 0, &["--label", "zero"]);
     pty.wait_text("guest-tui zero size 0x0 first 0x0 frames 1 winch 0");
     pty.wait_text("no size: cannot draw");
-    assert!(pty.child.try_wait().unwrap().is_none(), "exited at 0x0");
+    assert!(pty.try_exit().is_none(), "exited at 0x0");
     pty.send(b"q");
     assert_eq!(pty.wait_exit().code(), Some(0));
 }
@@ -225,7 +135,7 @@ fn exit_code_is_used_for_q_and_for_exit_after() {
 fn sigterm_restores_the_terminal_and_exits_143() {
     let mut pty = Pty::spawn(80, 24, &[]);
     pty.wait_text("frames 1");
-    kill(Pid::from_raw(pty.child.id() as i32), Signal::SIGTERM).unwrap();
+    kill(Pid::from_raw(pty.pid()), Signal::SIGTERM).unwrap();
     assert_eq!(pty.wait_exit().code(), Some(128 + 15));
     pty.assert_restored();
 }

@@ -40,14 +40,8 @@ fn side_channel_resizes_the_guest_session_and_no_host_pty() {
         let mut s = Term::spawn(c, 100, 30);
         s.wait_output(30, |o| o.contains("0 0"), || m.context());
         // A second host PTY the test owns, idle, to show no host PTY is touched.
-        let bystander = nix::pty::openpty(Some(&winsize(70, 15)), None).unwrap();
-        let size_of = |fd: &std::os::fd::OwnedFd| {
-            let mut ws = winsize(0, 0);
-            use std::os::fd::AsRawFd;
-            // SAFETY: TIOCGWINSZ fills our struct; the fd is our own PTY.
-            unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
-            (ws.ws_col, ws.ws_row)
-        };
+        let bystander = testkit::pty::Pty::open(70, 15).unwrap();
+        let size_of = |fd: &std::os::fd::OwnedFd| testkit::winsize::get(fd).unwrap();
         let mut c = m.exec_by(&client, ["--", "sh", "-c", SIDE_CHANNEL]);
         c.envs(QUICK);
         let out = run_output(c);
