@@ -3,12 +3,14 @@
 //! journal says what it saw. No fake-smolvm, no other terminal touched.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+
+use testkit::output::Output;
+use testkit::pty::Wiring;
 
 use pty_resize::log::{self, Record};
 
@@ -37,19 +39,10 @@ pub struct Pty {
 }
 
 impl Pty {
-    /// A PTY of `cols`×`rows`.
+    /// A PTY of `cols`×`rows`, close-on-exec from the start (see
+    /// [`testkit::pty`]).
     pub fn new(cols: u16, rows: u16) -> Self {
-        let ws = nix::pty::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let p = nix::pty::openpty(Some(&ws), None).expect("openpty");
-        for fd in [&p.master, &p.slave] {
-            // SAFETY: F_SETFD on our own fds; nothing but the wrapper inherits them.
-            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
+        let p = testkit::pty::Pty::open(cols, rows).expect("open a PTY");
         Self {
             master: p.master,
             slave: p.slave,
@@ -58,17 +51,7 @@ impl Pty {
 
     /// Resizes it; the kernel sends SIGWINCH to its foreground group.
     pub fn resize(&self, cols: u16, rows: u16) {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize.
-        assert_eq!(
-            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
-            0
-        );
+        testkit::winsize::set(&self.master, cols, rows).expect("TIOCSWINSZ");
     }
 
     /// Types bytes into the terminal.
@@ -99,6 +82,8 @@ pub struct Run {
     /// The wrapper's decision log.
     pub log: PathBuf,
     status: Option<ExitStatus>,
+    /// Reads the PTY so the terminal never fills up; stopped on drop.
+    _output: Output<()>,
 }
 
 /// How to start a run.
@@ -165,49 +150,24 @@ impl<'a> Setup<'a> {
             .env("STUB_DIR", self.dir)
             .env("XDG_RUNTIME_DIR", self.dir.join("run"))
             .env("XDG_CACHE_HOME", self.dir.join("cache"))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::from(self.dup_slave(pty)))
-            .stdout(Stdio::from(self.dup_slave(pty)))
-            .stderr(Stdio::from(self.dup_slave(pty)));
-        let ctty = self.ctty;
-        // SAFETY: setsid and ioctl are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setsid();
-                if ctty {
-                    libc::ioctl(0, libc::TIOCSCTTY, 0);
-                }
-                Ok(())
-            });
-        }
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        testkit::pty::wire(&mut cmd, &pty.slave, Wiring::All).expect("dup slave");
+        testkit::pty::new_session(&mut cmd, self.ctty);
         let child = cmd.spawn().expect("spawn pty-resize");
-        drain(pty);
+        let master = pty.master.try_clone().expect("dup master");
         Run {
             child,
             dir: self.dir.to_path_buf(),
             log,
             status: None,
+            _output: Output::start(File::from(master), ()),
         }
-    }
-
-    fn dup_slave(&self, pty: &Pty) -> OwnedFd {
-        pty.slave.try_clone().expect("dup slave")
     }
 }
 
 /// The stub's path, made executable.
 pub fn stub_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kit/stub-smolvm.pl")
-}
-
-/// Reads the PTY's output on a thread so the terminal never fills up.
-fn drain(pty: &Pty) {
-    let master = pty.master.try_clone().expect("dup master");
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::from(master);
-        let mut buf = [0u8; 4096];
-        while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
-    });
 }
 
 /// The stub's journal in `dir`.
@@ -229,17 +189,8 @@ pub fn journal(dir: &Path) -> Vec<Step> {
 
 /// Waits for `cond` until [`DEADLINE`]; on timeout panics with `what` and
 /// what the journal and the logs said.
-pub fn wait_for(what: &str, dir: &Path, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !cond() {
-        if Instant::now() > end {
-            panic!(
-                "gave up after {DEADLINE:?} waiting for: {what}\n{}",
-                context(dir)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+pub fn wait_for(what: &str, dir: &Path, cond: impl FnMut() -> bool) {
+    testkit::wait::wait_for(what, DEADLINE, cond, || context(dir));
 }
 
 /// The journal and every `*.log` in `dir`, for failure messages.
@@ -262,15 +213,9 @@ pub fn context(dir: &Path) -> String {
     out
 }
 
-/// Whether a process is gone (or a zombie nobody reaped yet).
-pub fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
+/// Whether a process is gone (or a zombie nobody reaped yet): the
+/// workspace's one definition.
+pub use testkit::procs::has_exited as gone;
 
 impl Run {
     /// The decision log so far.
@@ -312,17 +257,11 @@ impl Run {
         if let Some(st) = self.status {
             return st;
         }
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                self.status = Some(st);
-                return st;
-            }
-            if Instant::now() > end {
-                panic!("pty-resize did not exit\n{}", context(&self.dir));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let Some(st) = testkit::wait::child_exit(&mut self.child, DEADLINE) else {
+            panic!("pty-resize did not exit\n{}", context(&self.dir));
+        };
+        self.status = Some(st);
+        st
     }
 
     /// Sends a signal to the wrapper.
