@@ -71,7 +71,7 @@ pub fn run_agent(dir: PathBuf, name: String) -> i32 {
 
 /// Binds the socket, brings the guest up, and reports `ready`.
 fn start(dir: &MachineDir, name: String) -> Result<(UnixListener, OwnedFd), String> {
-    let defaults = Switches::from_env()?;
+    let defaults = Switches::from_env().map_err(|e| e.to_string())?;
     let _ = fs::remove_file(dir.socket());
     let listener = UnixListener::bind(dir.socket())
         .map_err(|e| format!("bind {}: {e}", dir.socket().display()))?;

@@ -49,7 +49,7 @@ impl Peer {
         let env = environ(pid);
         let (switches, switch_error) = match Switches::from_lookup(|k| env.get(k).cloned()) {
             Ok(s) => (s, None),
-            Err(e) => (Switches::default(), Some(e)),
+            Err(e) => (Switches::default(), Some(e.to_string())),
         };
         Peer {
             pid,
