@@ -31,6 +31,18 @@ environment as a per-exec override — any client, the real smolvm included):
 
 Exit codes: 0 ok; 1 `Error: ...`; 2 usage error; exec: the guest's code, 128+N if it died of signal N, 124 on --timeout.";
 
+/// Every variable [`ENV_HELP`] documents.
+pub const ENV_VARS: [&str; 8] = [
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+    "FAKE_SMOLVM_BRINGUP_MS",
+    "FAKE_SMOLVM_CRUN_MS",
+    "FAKE_SMOLVM_COMPAT",
+    "FAKE_SMOLVM_RACE",
+    "FAKE_SMOLVM_SHARED_STDIN",
+    "FAKE_SMOLVM_SHARED_STDIN_DELAY_MS",
+];
+
 /// fake-smolvm: a stand-in for smolvm 0.8.0 that reproduces its terminal bugs.
 #[derive(Debug, Parser)]
 #[command(name = "fake-smolvm", disable_version_flag = true, after_help = ENV_HELP)]
@@ -251,16 +263,7 @@ mod tests {
 
     #[test]
     fn help_documents_every_switch() {
-        for var in [
-            "XDG_CACHE_HOME",
-            "XDG_DATA_HOME",
-            "FAKE_SMOLVM_BRINGUP_MS",
-            "FAKE_SMOLVM_CRUN_MS",
-            "FAKE_SMOLVM_COMPAT",
-            "FAKE_SMOLVM_RACE",
-            "FAKE_SMOLVM_SHARED_STDIN",
-            "FAKE_SMOLVM_SHARED_STDIN_DELAY_MS",
-        ] {
+        for var in ENV_VARS {
             assert!(ENV_HELP.contains(var), "{var}");
         }
     }

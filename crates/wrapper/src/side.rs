@@ -95,6 +95,22 @@ fn keep_read_ends<T: Into<OwnedFd>>(pipes: Vec<T>) -> (Vec<OwnedFd>, Vec<std::fs
     (kept, readers)
 }
 
+/// A side process's stdout and stderr: the kept copies of their read ends
+/// (see [`keep_read_ends`]) and a reader for each.
+fn output_pipes(child: &mut Child) -> (Vec<OwnedFd>, Option<std::fs::File>, Option<std::fs::File>) {
+    let outs: Vec<OwnedFd> = [
+        child.stdout.take().map(OwnedFd::from),
+        child.stderr.take().map(OwnedFd::from),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let (pipes, mut readers) = keep_read_ends(outs);
+    let stderr = readers.pop();
+    let stdout = readers.pop();
+    (pipes, stdout, stderr)
+}
+
 /// One exec per push, in flight.
 #[derive(Debug)]
 pub struct ExecPush {
@@ -118,16 +134,7 @@ impl ExecPush {
             .stderr(Stdio::piped())
             .spawn()?;
         let pid = child.id();
-        let outs: Vec<OwnedFd> = [
-            child.stdout.take().map(OwnedFd::from),
-            child.stderr.take().map(OwnedFd::from),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let (pipes, mut readers) = keep_read_ends(outs);
-        let stderr = readers.pop();
-        let stdout = readers.pop();
+        let (pipes, stdout, stderr) = output_pipes(&mut child);
         std::thread::spawn(move || {
             // Read stderr here and stdout on a helper so neither pipe fills up.
             let out = stdout.map(|mut s| {
@@ -193,16 +200,7 @@ impl Channel {
             .stderr(Stdio::piped())
             .spawn()?;
         let stdin = child.stdin.take();
-        let outs: Vec<OwnedFd> = [
-            child.stdout.take().map(OwnedFd::from),
-            child.stderr.take().map(OwnedFd::from),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let (pipes, mut readers) = keep_read_ends(outs);
-        let stderr = readers.pop();
-        let stdout = readers.pop();
+        let (pipes, stdout, stderr) = output_pipes(&mut child);
         if let Some(out) = stdout {
             let tx = tx.clone();
             std::thread::spawn(move || {

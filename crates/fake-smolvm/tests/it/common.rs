@@ -25,16 +25,7 @@ use testkit::wait::{child_exit, poll_every, poll_until, POLL};
 pub const BIN: &str = env!("CARGO_BIN_EXE_fake-smolvm");
 
 /// The switches `--help` documents.
-pub const SWITCHES: [&str; 8] = [
-    "XDG_CACHE_HOME",
-    "XDG_DATA_HOME",
-    "FAKE_SMOLVM_BRINGUP_MS",
-    "FAKE_SMOLVM_CRUN_MS",
-    "FAKE_SMOLVM_COMPAT",
-    "FAKE_SMOLVM_RACE",
-    "FAKE_SMOLVM_SHARED_STDIN",
-    "FAKE_SMOLVM_SHARED_STDIN_DELAY_MS",
-];
+pub const SWITCHES: [&str; 8] = fake_smolvm::cli::ENV_VARS;
 
 /// Short timings for execs whose timeline is not the subject.
 pub const QUICK: [(&str, &str); 2] = [
