@@ -36,7 +36,9 @@ pub mod style;
 pub mod svg;
 pub mod term;
 pub mod tmux;
+mod tmux_server;
 mod tmux_stream;
+mod tmux_wait;
 pub mod wait;
 
 pub use exit::Exit;

@@ -13,167 +13,43 @@
 //! channel, until `pipe-pane` is in place, so the recording starts at its
 //! very first byte. A failed wait writes a failure folder like
 //! [`crate::Term`]'s; its colours come from tmux itself (`capture-pane -e`).
+//!
+//! This file is the pane's life and how a test drives it (start, keys,
+//! resize, reads, drop); reaching the server is [`crate::tmux_server`]'s job,
+//! waiting and failing [`crate::tmux_wait`]'s.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
 use crate::cast::Recorder;
-use crate::exit::Exit;
-use crate::failure::{self, Context, Evidence, Report};
-use crate::hermetic;
+use crate::failure::Context;
 use crate::snapshot::Grid;
+use crate::tmux_server::{Server, CONFIG, SESSION};
 use crate::tmux_stream::PaneStream;
-use crate::wait::poll_until;
 
 /// The `TERM` programs inside the pane see.
 pub const INNER_TERM: &str = "screen";
 
-/// The server's whole configuration. Set before the session exists, so the
-/// options already hold when its command starts (and perhaps exits at once).
-/// No `window-size manual` here: tmux 3.3a's server dies at start with it in
-/// the config; `resize-window` sets it for the window by itself. The empty
-/// `remain-on-exit-format` keeps a dead pane's screen as the program left it
-/// (by default tmux scrolls it up to add a "Pane is dead" line); the exit
-/// status is read from the file the pane's wrapper shell writes instead.
-const CONFIG: &str = "\
-set -g remain-on-exit on
-set -g remain-on-exit-format ''
-set -g status off
-set -g default-terminal screen
-set -g history-limit 2000
-";
-
-/// The session's name.
-const SESSION: &str = "main";
-
 /// How long a capture must stay unchanged to count as settled.
-const SETTLE_QUIET: Duration = Duration::from_millis(150);
+pub(crate) const SETTLE_QUIET: Duration = Duration::from_millis(150);
 
 /// The `tmux wait-for` channel the pane's command waits on until its
 /// output is being recorded.
 const GO: &str = "e2e-recording";
 
-/// The pane's state flags that the snapshot header shows.
-const STATE_FORMAT: &str = "#{pane_width} #{pane_height} #{cursor_x} #{cursor_y} #{cursor_flag} \
-                            #{alternate_on} #{keypad_flag} #{keypad_cursor_flag}";
-
-/// How to reach one private server: cheap to clone, so the recording thread
-/// can capture the pane too.
-#[derive(Debug, Clone)]
-struct Server {
-    dir: PathBuf,
-    socket: String,
-    env: Vec<(String, String)>,
-}
-
-impl Server {
-    fn command(&self) -> Command {
-        let mut cmd = hermetic::command("tmux");
-        cmd.env("TMUX_TMPDIR", &self.dir)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("-f")
-            .arg(self.dir.join("tmux.conf"));
-        cmd
-    }
-
-    /// Runs a tmux command; its stdout, or why it failed.
-    fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .command()
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run tmux (is it installed?): {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`tmux {}` failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// The pane's state numbers ([`STATE_FORMAT`]).
-    fn state(&self) -> Result<Vec<u16>, String> {
-        let text = self.try_run(&["display-message", "-p", "-t", SESSION, STATE_FORMAT])?;
-        Ok(text
-            .split_whitespace()
-            .map(|n| n.parse().unwrap_or(0))
-            .collect())
-    }
-
-    /// The pane as a grid (visible screen, cursor, screen and input modes).
-    fn grid(&self) -> Result<Grid, String> {
-        let n = self.state()?;
-        let text = self.try_run(&["capture-pane", "-p", "-N", "-t", SESSION])?;
-        let flag = |i: usize| n.get(i) == Some(&1);
-        Ok(Grid {
-            cols: n[0],
-            rows: n[1],
-            pty_size: None,
-            cursor_col: n[2],
-            cursor_row: n[3],
-            cursor_visible: flag(4),
-            alternate: flag(5),
-            app_keypad: flag(6),
-            app_cursor: flag(7),
-            lines: text.lines().map(str::to_string).collect(),
-            styles: None,
-        })
-    }
-
-    /// The pane rebuilt in a vt100 emulator from tmux's own view of it
-    /// (`capture-pane -e`: the cells with their colours and attributes),
-    /// with tmux's cursor and modes: the source of styled snapshots and
-    /// of the failure folder's SVG.
-    fn screen(&self) -> Result<vt100::Parser, String> {
-        let n = self.state()?;
-        let text = self.try_run(&["capture-pane", "-p", "-e", "-N", "-t", SESSION])?;
-        let (cols, rows) = (n[0].max(1), n[1].max(1));
-        let mut parser = vt100::Parser::new(
-            rows.try_into().expect("non-zero"),
-            cols.try_into().expect("non-zero"),
-            0,
-        );
-        if n.get(5) == Some(&1) {
-            parser.process(b"\x1b[?1047h");
-        }
-        for (i, line) in text.lines().take(usize::from(rows)).enumerate() {
-            // Each row from its first column, attributes reset: a row is
-            // never continued from the one before.
-            parser.process(format!("\x1b[{};1H\x1b[m", i + 1).as_bytes());
-            parser.process(line.as_bytes());
-        }
-        parser.process(format!("\x1b[m\x1b[{};{}H", n[3] + 1, n[2] + 1).as_bytes());
-        if n.get(4) != Some(&1) {
-            parser.process(b"\x1b[?25l");
-        }
-        if n.get(6) == Some(&1) {
-            parser.process(b"\x1b=");
-        }
-        if n.get(7) == Some(&1) {
-            parser.process(b"\x1b[?1h");
-        }
-        Ok(parser)
-    }
-}
-
 /// A tmux server with one session running one command.
 pub struct Tmux {
     // Declared first, so it is dropped (its thread joined) before the
     // folder holding its FIFO goes.
-    stream: Option<PaneStream>,
+    pub(crate) stream: Option<PaneStream>,
     dir: TempDir,
-    server: Server,
-    command: String,
-    context: Context,
+    pub(crate) server: Server,
+    pub(crate) command: String,
+    pub(crate) context: Context,
 }
 
 impl Tmux {
@@ -259,7 +135,7 @@ impl Tmux {
         tmux
     }
 
-    fn exit_file(&self) -> PathBuf {
+    pub(crate) fn exit_file(&self) -> PathBuf {
         self.dir.path().join("pane-exit-status")
     }
 
@@ -406,128 +282,6 @@ impl Tmux {
     pub fn snapshot_styled(&self) -> String {
         self.settle();
         self.grid_styled().render()
-    }
-
-    /// Waits until two captures [`SETTLE_QUIET`] apart are the same; at
-    /// most 5 s.
-    fn settle(&self) {
-        let deadline = Duration::from_secs(5);
-        let end = Instant::now() + deadline;
-        let mut last = self.grid().render();
-        loop {
-            std::thread::sleep(SETTLE_QUIET);
-            let now = self.grid().render();
-            if now == last {
-                return;
-            }
-            if Instant::now() >= end {
-                self.fail("the pane to stay unchanged", deadline);
-            }
-            last = now;
-        }
-    }
-
-    /// Waits until `pred` holds for the pane's text; panics with the failure
-    /// report on timeout. Also gives up early once the pane's command has
-    /// ended and tmux shows its last output, since the pane can no longer
-    /// change.
-    pub fn wait_until(&self, description: &str, deadline: Duration, pred: impl Fn(&str) -> bool) {
-        let mut ended = false;
-        let outcome = poll_until(deadline, || {
-            if pred(&self.contents()) {
-                return Some(true);
-            }
-            if ended {
-                return Some(false);
-            }
-            // One more look after the end: tmux may still be drawing.
-            if self.try_exit().is_some() {
-                self.snapshot();
-                ended = true;
-            }
-            None
-        });
-        if outcome != Some(true) {
-            self.fail(description, deadline);
-        }
-    }
-
-    /// Waits until the pane shows `text`.
-    pub fn wait_for_text(&self, text: &str, deadline: Duration) {
-        self.wait_until(&format!("{text:?} in the pane"), deadline, |s| {
-            s.contains(text)
-        });
-    }
-
-    /// How the pane's command ended, if it has, as its shell saw it: a
-    /// command killed by signal N shows as `Exit::Code(128 + N)`.
-    pub fn try_exit(&self) -> Option<Exit> {
-        let text = std::fs::read_to_string(self.exit_file()).ok()?;
-        // Written by `echo`: complete once it ends with a newline.
-        let code = text.strip_suffix('\n')?.trim().parse().ok()?;
-        Some(Exit::Code(code))
-    }
-
-    /// Waits for the pane's command to end and for tmux to have shown its
-    /// last output; panics with the report on timeout.
-    pub fn wait_exit(&self, deadline: Duration) -> Exit {
-        let exit = poll_until(deadline, || self.try_exit())
-            .unwrap_or_else(|| self.fail("the pane's command to exit", deadline));
-        // tmux reads the pane's output asynchronously: let it catch up.
-        self.snapshot();
-        exit
-    }
-
-    fn fail(&self, description: &str, deadline: Duration) -> ! {
-        let pane_pid = self.display("#{pane_pid}");
-        let status = match self.try_exit() {
-            Some(exit) => exit.to_string(),
-            None => {
-                // What the kernel says, in case tmux missed the exit.
-                let pid = &pane_pid;
-                let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| s.split(' ').nth(2).map(str::to_string))
-                    .unwrap_or_else(|| "gone".to_string());
-                format!("running; pane pid {pid} state {state}")
-            }
-        };
-        let screen = self.grid().render();
-        let report = Report {
-            what: description,
-            deadline,
-            program: format!("tmux pane: {} ({status})", self.command),
-            screen: screen.clone(),
-            raw_tail: None,
-            context: &self.context,
-        }
-        .render();
-        let title = format!("waiting for: {description}");
-        let svg = match self.server.screen() {
-            Ok(parser) => crate::svg::render(parser.screen(), &title),
-            Err(e) => format!("<svg xmlns=\"http://www.w3.org/2000/svg\"><!-- {e} --></svg>\n"),
-        };
-        let (cast, screens) = match &self.stream {
-            Some(stream) => {
-                let s = stream.lock();
-                let screens = s.screens.render((s.cast.elapsed(), &screen));
-                (s.cast.text().to_string(), screens)
-            }
-            None => (String::new(), screen.clone()),
-        };
-        let evidence = Evidence {
-            cast,
-            screens,
-            svg,
-            processes: pane_pid.parse().map_or_else(
-                |_| format!("no pane pid: {pane_pid:?}\n"),
-                crate::proctree::render,
-            ),
-        };
-        panic!(
-            "{}",
-            failure::report_with_folder(&report, &evidence, &self.context)
-        );
     }
 }
 
