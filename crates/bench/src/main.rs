@@ -11,10 +11,12 @@ mod interactive;
 mod lab;
 mod procs;
 mod report;
+mod results;
 mod robust;
 mod sessions;
 mod stats;
 mod storm;
+mod targets;
 mod window;
 
 use std::path::{Path, PathBuf};
