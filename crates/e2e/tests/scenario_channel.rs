@@ -141,10 +141,10 @@ fn a_machine_name_full_of_shell_syntax_never_reaches_a_shell() {
     cmd.args(&argv[1..]).envs(machine.env());
     let mut term = Term::spawn(100, 30, cmd);
     term.watch(&machine);
-    // smolvm finds no such machine; nothing ran a shell on the name.
+    // smolvm refuses the name; nothing ran a shell on it.
     assert_eq!(term.wait_exit(DEADLINE), Exit::Code(1));
     assert!(
-        term.contents().contains("vm not found"),
+        term.contents().contains("validate machine name"),
         "{}",
         term.contents()
     );

@@ -19,14 +19,10 @@ fn run_env(args: &[&str], log_env: Option<&str>) -> Output {
         cmd.env("PTY_RESIZE_LOG", v);
     }
     let mut child = cmd.spawn().unwrap();
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > end {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!("pty-resize {args:?} hung: {out:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    if testkit::wait::child_exit(&mut child, std::time::Duration::from_secs(20)).is_none() {
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        panic!("pty-resize {args:?} hung: {out:?}");
     }
     child.wait_with_output().unwrap()
 }

@@ -49,6 +49,8 @@ pub fn parse_env(entries: &[String]) -> Vec<(String, String)> {
 
 /// Runs `machine exec`; returns the exit code (output already printed).
 pub fn exec(opts: ExecOptions) -> Res<i32> {
+    // The real client checks the name before it looks anything up.
+    crate::machine::validate_name(&opts.name)?;
     let host = Host::from_env()?;
     let record = Registry::open(&host.registry_path())?.require(&opts.name)?;
     let sock = host.machine_dir(&opts.name).join("agent.sock");

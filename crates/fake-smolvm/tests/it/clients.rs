@@ -205,6 +205,12 @@ fn error_messages_are_the_same_from_both_clients() {
         ("nope", &[], 1, "Error: vm not found: nope\n".into()),
         ("nope", &["-i"], 1, "Error: vm not found: nope\n".into()),
         ("nope", &["-t"], 1, "Error: vm not found: nope\n".into()),
+        (
+            "a.b",
+            &[],
+            1,
+            "Error: config operation failed: validate machine name: machine name contains invalid character: '.'\n".into(),
+        ),
         ("idle", &[], 1, not_running("idle")),
         ("idle", &["-i"], 1, not_running("idle")),
         ("idle", &["-t"], 1, not_running("idle")),

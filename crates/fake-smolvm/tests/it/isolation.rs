@@ -138,6 +138,11 @@ fn the_agent_never_opens_a_host_pty() {
     // No process of the machine (front, keeper, init, server, guest
     // commands) holds the test's PTY: only the client (and this test) do.
     let slave = s.slave_path.clone();
+    // Compared by identity (devpts instance + device number), not by name:
+    // the guest's private devpts has its own `/dev/pts/0`.
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: std::fs::Metadata| (m.dev(), m.rdev());
+    let ours = id(std::fs::metadata(&slave).unwrap());
     let me = std::process::id() as i32;
     let holders: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
@@ -147,7 +152,7 @@ fn the_agent_never_opens_a_host_pty() {
             std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .map(|fds| {
                     fds.flatten()
-                        .any(|fd| std::fs::read_link(fd.path()).ok().as_deref() == Some(&slave))
+                        .any(|fd| std::fs::metadata(fd.path()).ok().map(id) == Some(ours))
                 })
                 .unwrap_or(false)
         })

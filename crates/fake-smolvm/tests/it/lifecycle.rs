@@ -153,7 +153,10 @@ fn create_without_a_name_generates_one_and_twice_is_an_error() {
     );
     let out = home.run(["machine", "create", "../x"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).starts_with("Error: invalid machine name"));
+    assert_eq!(
+        text(&out.stderr),
+        "Error: config operation failed: validate machine name: machine name must start with a letter or digit (got: \"../x\")\n"
+    );
 }
 
 #[test]
