@@ -33,7 +33,10 @@ fn events(machine: &Machine) -> Vec<pty_resize::log::Record> {
     Machine::wrapper_events(&machine.wrapper_log_path())
 }
 
-fn channel_failure_falls_back_to_exec(how: &str, extra: &[&str], reason: &str) {
+/// `reasons`: what the wrapper may log for this death (a channel that exits
+/// at once is seen either at its EOF or by a write into its closed stdin,
+/// whichever comes first).
+fn channel_failure_falls_back_to_exec(how: &str, extra: &[&str], reasons: &[&str]) {
     let machine = Machine::start("chan", &[]);
     let smolvm = broken_channel_smolvm(machine.home(), how);
     let mut opts = vec!["--mode", "channel", "--smolvm", smolvm.to_str().unwrap()];
@@ -50,10 +53,13 @@ fn channel_failure_falls_back_to_exec(how: &str, extra: &[&str], reason: &str) {
     let dead = events(&machine)
         .into_iter()
         .find(|r| r.event == "channel-dead");
-    assert_eq!(
-        dead.as_ref().and_then(|r| r.get("reason")),
-        Some(reason),
-        "{}",
+    let reason = dead
+        .as_ref()
+        .and_then(|r| r.get("reason"))
+        .unwrap_or("none");
+    assert!(
+        reasons.contains(&reason),
+        "channel-dead reason={reason}, expected one of {reasons:?}:\n{}",
         machine.wrapper_log()
     );
     assert!(
@@ -79,7 +85,7 @@ fn channel_failure_falls_back_to_exec(how: &str, extra: &[&str], reason: &str) {
 
 #[test]
 fn a_channel_that_dies_falls_back_to_one_exec_per_resize() {
-    channel_failure_falls_back_to_exec("echo 'Error: broken' >&2; exit 1", &[], "eof");
+    channel_failure_falls_back_to_exec("echo 'Error: broken' >&2; exit 1", &[], &["eof", "write"]);
 }
 
 #[test]
