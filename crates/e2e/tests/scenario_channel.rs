@@ -90,7 +90,11 @@ fn a_channel_that_dies_falls_back_to_one_exec_per_resize() {
 
 #[test]
 fn a_channel_that_hangs_times_out_and_falls_back() {
-    channel_failure_falls_back_to_exec("exec sleep 600", &["--push-timeout-ms", "500"], "timeout");
+    channel_failure_falls_back_to_exec(
+        "exec sleep 600",
+        &["--push-timeout-ms", "500"],
+        &["timeout"],
+    );
 }
 
 #[test]
