@@ -321,6 +321,7 @@ impl Drop for Machine {
         // (the fake's guest shares it); exec mode leaves the record behind.
         for token in prologue_tokens(&self.wrapper_log()) {
             let _ = std::fs::remove_file(format!("/tmp/.pty-resize-{token}"));
+            let _ = std::fs::remove_file(format!("/tmp/.pty-resize-{token}.pid"));
         }
         if !self.running {
             return;

@@ -384,6 +384,14 @@ fn place_name(place: Place) -> &'static str {
 /// Quits `program` with its keys; it must exit 0, and so must the exec.
 fn quit(screen: &mut Screen, machine: &Machine, program: Program) {
     screen.send_keys(program.quit());
+    // less handles a SIGWINCH that came while it was drawing only at its
+    // next input, and that input is then taken by the redraw: a key typed
+    // right after a resize can be lost, as it would be for a person. Type
+    // it again once (never more) if the program is still there after 5 s.
+    let gone = e2e::wait::poll_until(Duration::from_secs(5), || screen.try_exit());
+    if gone.is_none() {
+        screen.send_keys(program.quit());
+    }
     assert_eq!(
         screen.wait_exit(DEADLINE),
         Exit::Code(0),

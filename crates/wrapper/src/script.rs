@@ -11,20 +11,37 @@ pub fn token_path(token: u64) -> String {
     format!("/tmp/.pty-resize-{token}")
 }
 
+/// Where the prologue records this session's command's pid (the prologue's
+/// own `$$`: it `exec`s the command).
+pub fn pid_path(token: u64) -> String {
+    format!("{}.pid", token_path(token))
+}
+
 /// The prologue the guest command is started through: it sizes its own PTY
 /// before the command draws its first frame, records which PTY it is (so later
-/// pushes resize only this session), then `exec`s the command unchanged
-/// (so signals, exit codes and the process tree are the command's own).
+/// pushes resize only this session) and the command's pid, then `exec`s the
+/// command unchanged (so signals, exit codes and the process tree are the
+/// command's own).
 ///
 /// Used as `sh -c <prologue> sh CMD…`.
 pub fn prologue(size: Size, token: u64) -> String {
     format!(
-        "stty cols {c} rows {r} 2>/dev/null; tty >{path} 2>/dev/null; exec \"$@\"",
+        "stty cols {c} rows {r} 2>/dev/null; tty >{path} 2>/dev/null; echo $$ >{pid} 2>/dev/null; exec \"$@\"",
         c = size.cols,
         r = size.rows,
         path = token_path(token),
+        pid = pid_path(token),
     )
 }
+
+/// One more SIGWINCH to the session command's process group (pid in `$g`,
+/// digits only), a moment after a push. Why: `stty cols C rows R` is two
+/// `TIOCSWINSZ` calls; a program that redraws on the first (new cols, old
+/// rows) may take the second while still drawing and only act on it at its
+/// next input (less does), staying half-sized. A signal that comes once it
+/// is idle again makes it read the final size.
+const LATE_WINCH: &str = "case \"$g\" in ''|*[!0-9]*) ;; *) sleep 0.1 2>/dev/null; \
+kill -s WINCH -- \"-$g\" 2>/dev/null || kill -s WINCH \"$g\" 2>/dev/null;; esac";
 
 /// Resizes every PTY of the guest: the seeds' loop, used when this session's
 /// PTY is not known. Succeeds if at least one PTY took the size.
@@ -46,14 +63,15 @@ fn apply(cols: &str, rows: &str) -> String {
 /// The script of a one-shot side-channel push (`machine exec -- sh -c <script>`).
 ///
 /// With a token (the prologue ran), it targets the PTY the prologue recorded
-/// and falls back to every PTY if the record is missing; without one it is the
-/// seeds' loop over every PTY.
+/// (then sends the late SIGWINCH) and falls back to every PTY if the record
+/// is missing; without one it is the seeds' loop over every PTY.
 pub fn push(size: Size, token: Option<u64>) -> String {
     let (c, r) = (size.cols.to_string(), size.rows.to_string());
     match token {
         Some(t) => format!(
-            "f=$(cat {path} 2>/dev/null); {apply}",
+            "f=$(cat {path} 2>/dev/null); g=$(cat {pid} 2>/dev/null); {apply} && {{ {LATE_WINCH}; true; }}",
             path = token_path(t),
+            pid = pid_path(t),
             apply = apply(&c, &r)
         ),
         None => loop_all(&c, &r),
@@ -72,8 +90,12 @@ pub fn push(size: Size, token: Option<u64>) -> String {
 pub fn channel(token: Option<u64>) -> String {
     let (record, cleanup) = match token {
         Some(t) => (
-            format!("[ -n \"$f\" ] || f=$(cat {} 2>/dev/null); ", token_path(t)),
-            format!("; rm -f {}", token_path(t)),
+            format!(
+                "[ -n \"$f\" ] || f=$(cat {} 2>/dev/null); [ -n \"$g\" ] || g=$(cat {} 2>/dev/null); ",
+                token_path(t),
+                pid_path(t)
+            ),
+            format!("; rm -f {} {}", token_path(t), pid_path(t)),
         ),
         None => (String::new(), String::new()),
     };
@@ -82,10 +104,17 @@ pub fn channel(token: Option<u64>) -> String {
     } else {
         loop_all("\"$c\"", "\"$r\"")
     };
+    // The answer goes out first: the late SIGWINCH delays the next request
+    // a little, never this one's answer.
+    let late = if token.is_some() {
+        format!("{LATE_WINCH}; ")
+    } else {
+        String::new()
+    };
     format!(
-        "f=; while read -r i c r; do \
+        "f=; g=; while read -r i c r; do \
 case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
-{record}if {apply}; then echo \"ok $i $c $r\"; else echo \"fail $i $c $r\"; fi; \
+{record}if {apply}; then echo \"ok $i $c $r\"; {late}else echo \"fail $i $c $r\"; fi; \
 done{cleanup}"
     )
 }
@@ -147,7 +176,8 @@ mod tests {
     fn prologue_exact_text() {
         assert_eq!(
             prologue(Size::new(120, 40), 42),
-            "stty cols 120 rows 40 2>/dev/null; tty >/tmp/.pty-resize-42 2>/dev/null; exec \"$@\""
+            "stty cols 120 rows 40 2>/dev/null; tty >/tmp/.pty-resize-42 2>/dev/null; \
+echo $$ >/tmp/.pty-resize-42.pid 2>/dev/null; exec \"$@\""
         );
     }
 
@@ -163,8 +193,12 @@ mod tests {
     fn push_with_token_targets_the_recorded_pty() {
         assert_eq!(
             push(Size::new(100, 30), Some(7)),
-            "f=$(cat /tmp/.pty-resize-7 2>/dev/null); case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols 100 rows 30;; \
-*) ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols 100 rows 30 2>/dev/null && ok=1; done; [ -n \"$ok\" ];; esac"
+            format!(
+                "f=$(cat /tmp/.pty-resize-7 2>/dev/null); g=$(cat /tmp/.pty-resize-7.pid 2>/dev/null); \
+case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols 100 rows 30;; \
+*) ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols 100 rows 30 2>/dev/null && ok=1; done; [ -n \"$ok\" ];; esac \
+&& {{ {LATE_WINCH}; true; }}"
+            )
         );
     }
 
@@ -172,13 +206,17 @@ mod tests {
     fn channel_exact_text() {
         assert_eq!(
             channel(Some(9)),
-            "f=; while read -r i c r; do case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
-[ -n \"$f\" ] || f=$(cat /tmp/.pty-resize-9 2>/dev/null); \
+            format!(
+                "f=; g=; while read -r i c r; do case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
+[ -n \"$f\" ] || f=$(cat /tmp/.pty-resize-9 2>/dev/null); [ -n \"$g\" ] || g=$(cat /tmp/.pty-resize-9.pid 2>/dev/null); \
 if case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols \"$c\" rows \"$r\";; \
 *) ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols \"$c\" rows \"$r\" 2>/dev/null && ok=1; done; [ -n \"$ok\" ];; esac; \
-then echo \"ok $i $c $r\"; else echo \"fail $i $c $r\"; fi; done; rm -f /tmp/.pty-resize-9"
+then echo \"ok $i $c $r\"; {LATE_WINCH}; else echo \"fail $i $c $r\"; fi; done; \
+rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
+            )
         );
         assert!(!channel(None).contains("/tmp/"));
+        assert!(!channel(None).contains("WINCH"), "no pid without a token");
         assert!(channel(None).contains("stty -F \"$p\" cols \"$c\" rows \"$r\""));
     }
 
@@ -187,6 +225,7 @@ then echo \"ok $i $c $r\"; else echo \"fail $i $c $r\"; fi; done; rm -f /tmp/.pt
     #[test]
     fn scripts_really_resize_a_pty() {
         use std::io::Write;
+        use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
 
         let pty = nix::pty::openpty(None, None).unwrap();
@@ -198,12 +237,37 @@ then echo \"ok $i $c $r\"; else echo \"fail $i $c $r\"; fi; done; rm -f /tmp/.pt
             crate::size::read_fd(fd.as_raw_fd()).unwrap()
         };
 
+        // The session's command: its own process group, counting SIGWINCH.
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("winch");
+        let mut command = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "trap 'echo w >> {}' WINCH; while :; do sleep 0.05; done",
+                    seen.display()
+                ),
+            ])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::fs::write(pid_path(token), format!("{}\n", command.id())).unwrap();
+
         let st = Command::new("sh")
             .args(["-c", &push(Size::new(91, 27), Some(token))])
             .status()
             .unwrap();
         assert!(st.success());
         assert_eq!(winsize(&pty.slave), (91, 27));
+        // After both ioctls, the command's group got one late SIGWINCH.
+        let got = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
+            std::fs::read_to_string(&seen)
+                .ok()
+                .filter(|s| !s.is_empty())
+        });
+        let _ = command.kill();
+        let _ = command.wait();
+        assert_eq!(got.as_deref(), Some("w\n"), "one SIGWINCH after the push");
 
         let mut child = Command::new("sh")
             .args(["-c", &channel(Some(token))])
@@ -221,8 +285,9 @@ then echo \"ok $i $c $r\"; else echo \"fail $i $c $r\"; fi; done; rm -f /tmp/.pt
         let text = String::from_utf8(out.stdout).unwrap();
         assert_eq!(text, "ok 4 77 21\nbad\nbad\n");
         assert_eq!(winsize(&pty.slave), (77, 21));
-        // EOF removed the record.
+        // EOF removed the records.
         assert!(!std::path::Path::new(&token_path(token)).exists());
+        assert!(!std::path::Path::new(&pid_path(token)).exists());
     }
 
     #[test]
