@@ -107,6 +107,16 @@ pub(crate) struct Evidence {
     pub processes: String,
 }
 
+/// The files every failure folder holds (besides `logs/`), in the order
+/// they are written.
+pub const FOLDER_FILES: [&str; 5] = [
+    "report.txt",
+    "session.cast",
+    "screens.txt",
+    "screen.svg",
+    "processes.txt",
+];
+
 /// `<target>/e2e-failures`: next to the profile folders, found from the
 /// test executable's path the way [`crate::bins`] finds the binaries.
 pub fn failures_root() -> PathBuf {
@@ -255,13 +265,7 @@ mod tests {
         };
         write_folder(&folder, "report", &evidence, &context).unwrap();
         assert!(!folder.join("stale").exists());
-        for file in [
-            "report.txt",
-            "session.cast",
-            "screens.txt",
-            "screen.svg",
-            "processes.txt",
-        ] {
+        for file in FOLDER_FILES {
             assert!(folder.join(file).is_file(), "{file}");
         }
         let tail = std::fs::read_to_string(folder.join("logs/pty-resize.log")).unwrap();

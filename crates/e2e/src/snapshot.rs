@@ -146,15 +146,19 @@ impl Grid {
     }
 }
 
+/// A `rows`x`cols` emulator that has been fed `bytes` (unit tests).
+#[cfg(test)]
+pub(crate) fn test_screen(rows: u16, cols: u16, bytes: &[u8]) -> vt100::Parser {
+    let mut p = vt100::Parser::new(rows.try_into().unwrap(), cols.try_into().unwrap(), 0);
+    p.process(bytes);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn screen(rows: u16, cols: u16, bytes: &[u8]) -> vt100::Parser {
-        let mut p = vt100::Parser::new(rows.try_into().unwrap(), cols.try_into().unwrap(), 0);
-        p.process(bytes);
-        p
-    }
+    use super::test_screen as screen;
 
     #[test]
     fn rows_are_padded_framed_and_never_dropped() {

@@ -132,11 +132,7 @@ pub fn run_list(screen: &vt100::Screen) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn screen(rows: u16, cols: u16, bytes: &[u8]) -> vt100::Parser {
-        let mut p = vt100::Parser::new(rows.try_into().unwrap(), cols.try_into().unwrap(), 0);
-        p.process(bytes);
-        p
-    }
+    use crate::snapshot::test_screen as screen;
 
     #[test]
     fn runs_of_colour_and_attributes() {

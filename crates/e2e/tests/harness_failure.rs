@@ -144,13 +144,7 @@ fn check_svg(svg: &str, cols: u32, rows: u32) {
 
 /// The checks both kinds of session share.
 fn check_folder(dir: &Path, message: &str, cols: u32, rows: u32, context_log: &str) {
-    for file in [
-        "report.txt",
-        "session.cast",
-        "screens.txt",
-        "screen.svg",
-        "processes.txt",
-    ] {
+    for file in e2e::failure::FOLDER_FILES {
         assert!(
             dir.join(file).is_file(),
             "{file} missing in {}",
