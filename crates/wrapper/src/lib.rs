@@ -10,12 +10,16 @@
 //!   the main lock, the prologue, the child), [`event`] (what the loop reacts to);
 //! - decisions: [`state`] (the pure state machine), [`readiness`] (watching
 //!   the terminal switch);
+//! - the agent transport: [`agent`] (the socket, one `vm_exec`),
+//!   [`agent_wire`] (the frames, pure);
 //! - side channels: [`pusher`] (the one owner of the transport), [`side`]
 //!   (the processes), [`handoff`] (bring-ups left to finish), [`lock`] (one
 //!   bring-up per machine);
 //! - pure helpers: [`script`], [`smolvm_argv`], [`size`], [`version`];
 //! - the terminal hand-back: [`terminal`]; the decision log: [`log`], [`log_event`].
 
+pub mod agent;
+pub mod agent_wire;
 pub mod cli;
 pub mod entry;
 pub mod error;

@@ -34,6 +34,135 @@ pub fn prologue(size: Size, token: u64) -> String {
     )
 }
 
+/// The environment variable the main exec gets (`-e NAME=<id>`) on the
+/// agent transport: the mark by which a VM-level script finds the session.
+pub const MARKER_VAR: &str = "PTY_RESIZE_SESSION";
+
+/// [`find_and_size`]'s exit code for "the session's program is not there
+/// yet" (its container does not run yet, or the prologue has not `exec`'d
+/// the command yet). Any other non-zero code is a failure.
+pub const NOT_YET: i32 = 10;
+
+/// [`find_and_size`]'s exit code when `stty` failed on the session's PTY.
+pub const STTY_FAILED: i32 = 11;
+
+/// The first word of the agent transport's prologue: how [`find_and_size`]
+/// tells "the prologue is still running" (its `stty` could still land after
+/// a push) from "the command runs".
+const PROLOGUE_MARK: &str = ": pty-resize-prologue";
+
+/// The prologue on the agent transport: it sizes the PTY for the first
+/// frame and `exec`s the command, and writes nothing into the guest (a
+/// persistent overlay would keep a file forever). Its first word lets
+/// [`find_and_size`] see it is still running.
+pub fn prologue_quiet(size: Size) -> String {
+    format!(
+        "{PROLOGUE_MARK}; stty cols {c} rows {r} 2>/dev/null; exec \"$@\"",
+        c = size.cols,
+        r = size.rows,
+    )
+}
+
+/// The script that finds the session by its marker and sizes its PTY, run
+/// as `sh -c <this> sh ID [COLS ROWS]` (busybox `sh`; at VM level through
+/// `vm_exec`, or inside the container through a CLI exec).
+///
+/// The session's program is the process that carries `MARKER_VAR=ID` in
+/// `/proc/<pid>/environ`, is a session leader (`stat` field 6 = pid) with a
+/// terminal (field 7 ≠ 0) and whose parent does not carry the marker (its
+/// children inherit it; one of them may lead a session of its own). `stat`
+/// is split after its last `)`: the command name may hold spaces and
+/// parentheses. `read` is a builtin, so scanning `/proc` forks only for the
+/// few session leaders with a terminal.
+///
+/// Exit 0: found (and, with a size, `stty -F /proc/<pid>/fd/0` applied it,
+/// then one late SIGWINCH to its group 0.1 s later, in the background, for
+/// programs that took the first of `stty`'s two ioctls mid-redraw; see
+/// [`LATE_WINCH`]). [`NOT_YET`]: no such process, or it is still the
+/// prologue. [`STTY_FAILED`]: `stty` failed.
+///
+/// The marker is an argument, never in the script's own environment (or the
+/// scan would find itself); ID, COLS and ROWS are checked to be hex and
+/// digits before any use.
+pub fn find_and_size() -> String {
+    format!(
+        "i=$1 c=$2 r=$3; \
+case \"$i\" in ''|*[!0-9a-f]*) exit 2;; esac; \
+case \"$c:$r\" in :) ;; *[!0-9:]*|:*|*:) exit 2;; esac; \
+m={MARKER_VAR}=$i; \
+for d in /proc/[0-9]*; do \
+p=${{d#/proc/}}; \
+read -r s 2>/dev/null <\"$d/stat\" || continue; \
+set -- ${{s##*\\)}}; \
+[ \"$4\" = \"$p\" ] && [ \"$5\" != 0 ] || continue; \
+q=$2; \
+tr '\\0' '\\n' <\"$d/environ\" 2>/dev/null | grep -qx \"$m\" || continue; \
+tr '\\0' '\\n' <\"/proc/$q/environ\" 2>/dev/null | grep -qx \"$m\" && continue; \
+tr '\\0' '\\n' <\"$d/cmdline\" 2>/dev/null | grep -q '^{PROLOGUE_MARK}' && exit {NOT_YET}; \
+[ -z \"$c\" ] && exit 0; \
+stty -F \"$d/fd/0\" cols \"$c\" rows \"$r\" || exit {STTY_FAILED}; \
+( sleep 0.1; kill -s WINCH -- \"-$p\" || kill -s WINCH \"$p\"; ) </dev/null >/dev/null 2>&1 & \
+exit 0; \
+done; \
+exit {NOT_YET}"
+    )
+}
+
+/// The argv of one VM-level push (`size`) or readiness probe (`None`).
+/// `marker` must be hex (the wrapper makes it so); the size is digits.
+pub fn agent_command(marker: &str, size: Option<Size>) -> Vec<String> {
+    let mut argv = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        find_and_size(),
+        "sh".to_string(),
+        marker.to_string(),
+    ];
+    if let Some(s) = size {
+        argv.push(s.cols.to_string());
+        argv.push(s.rows.to_string());
+    }
+    argv
+}
+
+/// [`find_and_size`] with its arguments set inside the text, for a CLI push
+/// after a fall-back from the agent transport (the prologue recorded
+/// nothing, so the session is found by its marker there too). Only hex and
+/// digits are spliced in; anything else is refused (`None`).
+pub fn push_by_marker(size: Size, marker: &str) -> Option<String> {
+    valid_marker(marker).then(|| {
+        format!(
+            "set -- {marker} {} {}; {}",
+            size.cols,
+            size.rows,
+            find_and_size()
+        )
+    })
+}
+
+/// The persistent channel's loop when the session is found by its marker
+/// (see [`channel`] for the protocol; each request runs [`find_and_size`]
+/// in a subshell, so its `exit` ends only that request).
+pub fn channel_by_marker(marker: &str) -> Option<String> {
+    valid_marker(marker).then(|| {
+        format!(
+            "while read -r i c r; do \
+case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
+if (set -- {marker} \"$c\" \"$r\"; {body}); then echo \"ok $i $c $r\"; else echo \"fail $i $c $r\"; fi; \
+done",
+            body = find_and_size()
+        )
+    })
+}
+
+/// A marker as the wrapper makes them: lowercase hex, not empty.
+pub fn valid_marker(marker: &str) -> bool {
+    !marker.is_empty()
+        && marker
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// One more SIGWINCH to the session command's process group (pid in `$g`,
 /// digits only), a moment after a push. Why: `stty cols C rows R` is two
 /// `TIOCSWINSZ` calls; a program that redraws on the first (new cols, old
@@ -288,6 +417,155 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
         // EOF removed the records.
         assert!(!std::path::Path::new(&token_path(token)).exists());
         assert!(!std::path::Path::new(&pid_path(token)).exists());
+    }
+
+    #[test]
+    fn the_marker_scripts_splice_in_only_hex_and_digits() {
+        let argv = agent_command("0123abcd", Some(Size::new(100, 30)));
+        assert_eq!(argv[..2], ["sh", "-c"]);
+        assert_eq!(argv[3..], ["sh", "0123abcd", "100", "30"]);
+        assert_eq!(agent_command("ab", None)[3..], ["sh", "ab"]);
+        // The script itself has no variable part at all.
+        assert_eq!(argv[2], find_and_size());
+        assert!(!find_and_size().contains("0123abcd"));
+        for bad in ["", "AB", "a;b", "$(x)", "a b", "g"] {
+            assert!(push_by_marker(Size::new(1, 1), bad).is_none(), "{bad:?}");
+            assert!(channel_by_marker(bad).is_none(), "{bad:?}");
+        }
+        assert!(push_by_marker(Size::new(90, 25), "beef")
+            .unwrap()
+            .starts_with("set -- beef 90 25; "));
+        assert_eq!(
+            prologue_quiet(Size::new(120, 40)),
+            ": pty-resize-prologue; stty cols 120 rows 40 2>/dev/null; exec \"$@\""
+        );
+        assert!(!prologue_quiet(Size::new(1, 1)).contains("/tmp"));
+    }
+
+    /// A session leader with `pty`'s slave as its controlling terminal and
+    /// stdin, carrying `env`, running `sh -c <script> <args>`.
+    fn leader(
+        pty: &nix::pty::OpenptyResult,
+        env: &[(&str, &str)],
+        script: &str,
+        args: &[&str],
+    ) -> std::process::Child {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let slave = pty.slave.try_clone().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", script, "sh"]).args(args).envs(env.iter().copied());
+        cmd.stdin(std::process::Stdio::from(slave));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let _ = pty.master.as_raw_fd();
+        cmd.spawn().unwrap()
+    }
+
+    /// Runs [`find_and_size`] with the host's `sh` against real local
+    /// processes: the scan, the `stat` parsing, the environ and cmdline
+    /// checks and the exit codes are proven, not just the text.
+    #[test]
+    fn find_and_size_really_finds_the_marked_leader_and_sizes_its_pty() {
+        use std::os::fd::AsRawFd;
+        use std::process::Command;
+        let winsize = |pty: &nix::pty::OpenptyResult| {
+            crate::size::read_fd(pty.slave.as_raw_fd()).unwrap()
+        };
+        let run = |args: &[&str]| {
+            Command::new("sh")
+                .args(["-c", &find_and_size(), "sh"])
+                .args(args)
+                .env_remove(MARKER_VAR)
+                .status()
+                .unwrap()
+                .code()
+        };
+        // A random marker per run: parallel runs never see each other's.
+        let id = format!("{:x}", 0xfeed_0000_u64 + u64::from(std::process::id()));
+        let var = MARKER_VAR.to_string();
+        assert_eq!(run(&[&id]), Some(NOT_YET), "nobody carries it yet");
+
+        // The prologue still running (its own `stty` may land later): not yet.
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let mut pro = leader(
+            &pty,
+            &[(&var, &id)],
+            &format!("{PROLOGUE_MARK}; sleep 30"),
+            &[],
+        );
+        let seen = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
+            std::fs::read(format!("/proc/{}/environ", pro.id()))
+                .ok()
+                .filter(|e| e.windows(id.len()).any(|w| w == id.as_bytes()))
+        });
+        assert!(seen.is_some());
+        assert_eq!(run(&[&id, "90", "27"]), Some(NOT_YET), "prologue still running");
+        let _ = pro.kill();
+        let _ = pro.wait();
+
+        // The command runs: a leader named with a space and parentheses
+        // (`stat` split after the last `)`), with a marked child of its own.
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a b) (c");
+        std::os::unix::fs::symlink("/bin/sleep", &odd).unwrap();
+        let mut cmd = leader(
+            &pty,
+            &[(&var, &id)],
+            &format!("sleep 30 & exec '{}' 30", odd.display()),
+            &[],
+        );
+        let ready = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
+            std::fs::read_to_string(format!("/proc/{}/stat", cmd.id()))
+                .ok()
+                .filter(|s| s.contains("a b) (c"))
+        });
+        assert!(ready.is_some(), "the command did not exec");
+        assert_eq!(run(&[&id]), Some(0), "found, no size: a probe");
+        assert_ne!(winsize(&pty), (91, 27));
+        assert_eq!(run(&[&id, "91", "27"]), Some(0));
+        assert_eq!(winsize(&pty), (91, 27));
+        assert_eq!(run(&[&format!("{id}0")]), Some(NOT_YET), "another marker");
+        // Anything but hex and digits is refused before any use.
+        assert_eq!(run(&["x;y"]), Some(2));
+        assert_eq!(run(&[&id, "9;", "2"]), Some(2));
+        // Through the CLI form (arguments spliced in) and the channel loop.
+        let st = Command::new("sh")
+            .args(["-c", &push_by_marker(Size::new(70, 20), &id).unwrap()])
+            .env_remove(MARKER_VAR)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(winsize(&pty), (70, 20));
+        let out = Command::new("sh")
+            .args(["-c", &channel_by_marker(&id).unwrap()])
+            .env_remove(MARKER_VAR)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"5 77 21\n6 x 1\n")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 5 77 21\nbad\n");
+        assert_eq!(winsize(&pty), (77, 21));
+        // The whole group: the leader and its marked child.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(cmd.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = cmd.wait();
     }
 
     #[test]
