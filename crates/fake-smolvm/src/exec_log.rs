@@ -40,6 +40,28 @@ pub enum ExecPath {
     VmExec,
 }
 
+/// Where an exec's command ran: in a container (`run`, crun) or at the VM
+/// level, outside every container (`vm_exec`, smolvm v0.8.0 `main.rs`
+/// `handle_vm_exec` 4383-4544: no `config.json`, no main container, no crun).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// In a container of the machine's image (`run`).
+    #[default]
+    Container,
+    /// In the VM itself, outside every container (`vm_exec`).
+    Vm,
+}
+
+impl From<ExecPath> for Level {
+    fn from(path: ExecPath) -> Level {
+        match path {
+            ExecPath::Run => Level::Container,
+            ExecPath::VmExec => Level::Vm,
+        }
+    }
+}
+
 /// One exec, as recorded in `exec.log` by the agent. See `docs/contracts.md`.
 /// (`Default` is for tests that build records by hand.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,6 +78,10 @@ pub struct ExecRecord {
     pub interactive: bool,
     /// `run` or `vm_exec`.
     pub path: ExecPath,
+    /// `container` or `vm`: a `vm_exec` runs at VM level, whatever the
+    /// machine (lines written before this field read as `container`).
+    #[serde(default)]
+    pub level: Level,
     /// Whether it joined a running main container (`crun exec`).
     pub joined: bool,
     /// How the client's stdin was connected: `tty:<path>`, `devnull`, `pipe`,
@@ -236,6 +262,7 @@ mod tests {
             tty: false,
             interactive: false,
             path: ExecPath::Run,
+            level: Level::Container,
             joined: false,
             stdin: "devnull".into(),
             tmux: false,

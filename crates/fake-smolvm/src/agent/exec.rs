@@ -126,14 +126,18 @@ impl Exec<'_> {
             &self.ctl,
             self.req.interactive,
         );
-        // Overlay and mounts; goes on if the client hangs up, as in a VM.
-        thread::sleep(Duration::from_millis(self.cfg.bringup_ms));
         let plan = match self.path {
-            ExecPath::VmExec => {
-                self.progress.touched = Some(monotonic_ms());
-                Plan::Direct
+            // VM level, on any machine: `handle_vm_exec` (`main.rs`
+            // 4383-4544) spawns the command at once — no storage to mount
+            // (`main.rs` 1771-1781 skip `ensure_storage_mounted`), no
+            // `config.json`, no main-container lookup, no crun. So no
+            // bring-up and no touch: it is safe inside any crun window.
+            ExecPath::VmExec => Plan::Direct,
+            ExecPath::Run => {
+                // Overlay and mounts; goes on if the client hangs up, as in a VM.
+                thread::sleep(Duration::from_millis(self.cfg.bringup_ms));
+                self.touch()
             }
-            ExecPath::Run => self.touch(),
         };
         if let Plan::Create = plan {
             if let Some(ending) = self.crun_window() {

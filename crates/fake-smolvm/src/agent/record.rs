@@ -64,6 +64,7 @@ pub fn build(
         tty: req.tty,
         interactive: req.interactive,
         path,
+        level: path.into(),
         joined: p.joined,
         stdin: peer
             .stdin

@@ -4,7 +4,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
 
-use fake_smolvm::exec_log::{ExecPath, Fault};
+use fake_smolvm::exec_log::{ExecPath, Fault, Level};
 
 use crate::common::*;
 
@@ -59,7 +59,11 @@ fn one_line_per_exec_that_reached_the_agent_with_both_clients() {
                 assert_eq!(rec.stdin, "devnull", "{what}");
                 // The timeline reads in order.
                 let b0 = rec.bringup_start_ms.unwrap();
-                let t = rec.touched_ms.unwrap();
+                // A vm_exec (VM level) never touches the machine: no
+                // config.json, no main container.
+                assert_eq!(rec.level, Level::from(want), "{what}");
+                assert_eq!(rec.touched_ms.is_none(), !image, "{what}: {rec:?}");
+                let t = rec.touched_ms.unwrap_or(b0);
                 assert!(
                     rec.start_ms <= b0 && b0 <= t && t <= rec.end_ms,
                     "{what}: {rec:?}"

@@ -20,3 +20,4 @@ mod lifecycle;
 mod machine;
 mod procs;
 mod pty;
+mod vm_level;
