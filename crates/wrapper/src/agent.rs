@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::agent_wire::{self, Answer, Garbage};
+use crate::state::AgentOutcome;
 
 /// `<hex of sha256(name)[..8]>`: the machine folder's name (pure).
 pub fn dir_key(name: &str) -> String {
@@ -133,7 +134,9 @@ pub fn vm_exec(
             .filter(|d| !d.is_zero())
             .ok_or_else(|| Failure::Io(std::io::ErrorKind::TimedOut.into()))
     };
-    stream.set_write_timeout(Some(left(end)?)).map_err(Failure::Io)?;
+    stream
+        .set_write_timeout(Some(left(end)?))
+        .map_err(Failure::Io)?;
     stream
         .write_all(&agent_wire::vm_exec_frame(command, timeout_ms))
         .map_err(Failure::Io)?;
@@ -145,6 +148,34 @@ pub fn vm_exec(
     agent_wire::parse_answer(&body).map_err(Failure::Garbage)
 }
 
+/// What a `vm_exec` of [`crate::script::find_and_size`] means for the
+/// state machine (pure): exit 0 applied, [`crate::script::NOT_YET`] not yet,
+/// anything else (another code, an `error` answer, a transport failure)
+/// broken, with the reason the log will show.
+pub fn outcome_of(result: Result<Answer, Failure>) -> AgentOutcome {
+    match result {
+        Ok(Answer::Completed { exit_code: 0, .. }) => AgentOutcome::Applied,
+        Ok(Answer::Completed { exit_code, .. }) if exit_code == crate::script::NOT_YET => {
+            AgentOutcome::NotYet
+        }
+        Ok(Answer::Completed {
+            exit_code, stderr, ..
+        }) => {
+            let text = String::from_utf8_lossy(&stderr);
+            let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+            AgentOutcome::Broken(match line {
+                Some(l) => format!("vm_exec exit {exit_code}: {l}"),
+                None => format!("vm_exec exit {exit_code}"),
+            })
+        }
+        Ok(Answer::Error { message, code }) => AgentOutcome::Broken(format!(
+            "vm_exec error {}: {message}",
+            code.as_deref().unwrap_or("-")
+        )),
+        Err(f) => AgentOutcome::Broken(f.to_string()),
+    }
+}
+
 /// `read_exact` that gives up at `end` (each read's timeout is what is left).
 fn read_exact_by(
     stream: &mut UnixStream,
@@ -154,7 +185,9 @@ fn read_exact_by(
 ) -> Result<(), Failure> {
     let mut got = 0;
     while got < buf.len() {
-        stream.set_read_timeout(Some(left(end)?)).map_err(Failure::Io)?;
+        stream
+            .set_read_timeout(Some(left(end)?))
+            .map_err(Failure::Io)?;
         match stream.read(&mut buf[got..]) {
             Ok(0) => {
                 return Err(Failure::Io(std::io::Error::new(
@@ -225,8 +258,9 @@ mod tests {
 
     #[test]
     fn one_request_one_answer_on_a_real_socket() {
-        let (_d, path, h) =
-            agent(framed(r#"{"status":"completed","exit_code":0,"stdout":"b2s=","stderr":""}"#));
+        let (_d, path, h) = agent(framed(
+            r#"{"status":"completed","exit_code":0,"stdout":"b2s=","stderr":""}"#,
+        ));
         let cmd = vec!["true".to_string()];
         let a = vm_exec(&path, &cmd, 1500, Duration::from_secs(5)).unwrap();
         assert_eq!(
@@ -258,8 +292,46 @@ mod tests {
         let e = vm_exec(&path, &["x".into()], 100, Duration::from_millis(200)).unwrap_err();
         assert!(matches!(e, Failure::Io(_)), "{e}");
         assert!(t.elapsed() < Duration::from_secs(3));
-        let e = vm_exec(&dir.path().join("none"), &["x".into()], 100, Duration::from_secs(1));
+        let e = vm_exec(
+            &dir.path().join("none"),
+            &["x".into()],
+            100,
+            Duration::from_secs(1),
+        );
         assert!(matches!(e, Err(Failure::Io(_))));
+    }
+
+    #[test]
+    fn outcomes_are_read_from_the_exit_code() {
+        let done = |code: i32, err: &str| {
+            outcome_of(Ok(Answer::Completed {
+                exit_code: code,
+                stdout: vec![],
+                stderr: err.as_bytes().to_vec(),
+            }))
+        };
+        assert_eq!(done(0, ""), AgentOutcome::Applied);
+        assert_eq!(done(crate::script::NOT_YET, ""), AgentOutcome::NotYet);
+        assert_eq!(
+            done(11, "\nstty: /proc/9/fd/0: I/O error\n"),
+            AgentOutcome::Broken("vm_exec exit 11: stty: /proc/9/fd/0: I/O error".into())
+        );
+        assert_eq!(
+            done(124, ""),
+            AgentOutcome::Broken("vm_exec exit 124".into())
+        );
+        assert_eq!(
+            outcome_of(Ok(Answer::Error {
+                message: "spawn".into(),
+                code: Some("SPAWN_FAILED".into())
+            })),
+            AgentOutcome::Broken("vm_exec error SPAWN_FAILED: spawn".into())
+        );
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            outcome_of(Err(Failure::Io(refused))),
+            AgentOutcome::Broken(r) if r.starts_with("socket: ")
+        ));
     }
 
     #[test]
@@ -270,11 +342,20 @@ mod tests {
         let dir = machine_dir(&cache, name);
         std::fs::create_dir_all(&dir).unwrap();
         let find = || find_socket_in(Some(cache.clone()), name);
-        assert!(matches!(find(), Err(Unusable::NameMismatch(_))), "no name file");
+        assert!(
+            matches!(find(), Err(Unusable::NameMismatch(_))),
+            "no name file"
+        );
         std::fs::write(dir.join("name"), "other").unwrap();
-        assert!(matches!(find(), Err(Unusable::NameMismatch(_))), "another name");
+        assert!(
+            matches!(find(), Err(Unusable::NameMismatch(_))),
+            "another name"
+        );
         std::fs::write(dir.join("name"), format!("{name}\n")).unwrap();
-        assert!(matches!(find(), Err(Unusable::NameMismatch(_))), "exact bytes only");
+        assert!(
+            matches!(find(), Err(Unusable::NameMismatch(_))),
+            "exact bytes only"
+        );
         std::fs::write(dir.join("name"), name).unwrap();
         assert!(matches!(find(), Err(Unusable::NoSocket(_))));
         let _l = UnixListener::bind(dir.join("agent.sock")).unwrap();

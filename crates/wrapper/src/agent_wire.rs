@@ -90,8 +90,7 @@ fn b64(v: &Value, field: &str) -> Result<Vec<u8>, Garbage> {
 /// Parses one answer body (the JSON after the length). Unknown extra fields
 /// are ignored, as smolvm's serde does.
 pub fn parse_answer(body: &[u8]) -> Result<Answer, Garbage> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| Garbage(format!("not JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| Garbage(format!("not JSON: {e}")))?;
     let status = v
         .get("status")
         .and_then(Value::as_str)
@@ -179,7 +178,10 @@ mod tests {
         for (body, why) in [
             (&b"HTTP/1.1 400"[..], "not JSON"),
             (br#"{"x":1}"#, "no `status`"),
-            (br#"{"status":"pong","version":1}"#, "unexpected status `pong`"),
+            (
+                br#"{"status":"pong","version":1}"#,
+                "unexpected status `pong`",
+            ),
             (br#"{"status":"started"}"#, "unexpected status `started`"),
             (
                 br#"{"status":"completed","stdout":"","stderr":""}"#,
@@ -195,7 +197,11 @@ mod tests {
             ),
         ] {
             let e = parse_answer(body).unwrap_err();
-            assert!(e.0.contains(why), "{e} for {:?}", String::from_utf8_lossy(body));
+            assert!(
+                e.0.contains(why),
+                "{e} for {:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

@@ -8,6 +8,11 @@ use clap::{Parser, ValueEnum};
 /// one name for this choice, used from the command line to the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
+    /// smolvm 0.8.0's agent socket, spoken directly: one short `vm_exec` at
+    /// VM level per push (safe at every instant of a bring-up); readiness is
+    /// the session's program seen there. Falls back to `channel`, logged,
+    /// if the agent cannot be used.
+    Agent,
     /// One long-lived `machine exec -i` reads sizes from a pipe: a resize
     /// costs a pipe write. Falls back to `exec` if the channel dies.
     Channel,
@@ -19,14 +24,18 @@ impl Mode {
     /// The log spelling.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Agent => "agent",
             Self::Channel => "channel",
             Self::Exec => "exec",
         }
     }
 }
 
-/// The default mode. A one-line change once the benchmark has spoken.
-pub const DEFAULT_MODE: Mode = Mode::Channel;
+/// The default mode: the agent transport (no crun window can hurt it).
+pub const DEFAULT_MODE: Mode = Mode::Agent;
+
+/// The CLI transport the agent transport falls back to.
+pub const CLI_FALLBACK: Mode = Mode::Channel;
 
 /// The smallest accepted `--settle-ms`: crun's set-up after `started` takes
 /// tens to hundreds of ms in a microVM; below half a second the margin no
@@ -49,6 +58,15 @@ Environment:
   XDG_RUNTIME_DIR         where the per-machine bring-up locks live (pty-resize/),
                           else XDG_CACHE_HOME, else ~/.cache
 
+Push modes (--mode): `agent` (default) talks to the machine's agent.sock
+itself (<cache>/smolvm/vms/<sha256(name)[..8]>/agent.sock): the main exec
+gets -e PTY_RESIZE_SESSION=<id>, readiness is that session's program seen at
+VM level (vm_exec), and each push is one vm_exec running `stty -F
+/proc/<pid>/fd/0`. If the socket is missing or refusing, answers in another
+protocol, or vm_exec fails, the wrapper logs why (agent-fallback) and uses
+`channel` with raw mode + --settle-ms. `channel`/`exec`: container execs
+through the smolvm CLI, ready at raw mode + --settle-ms.
+
 The bridge is off (the command runs as is) when stdin or stdout is not a
 terminal or when the command is not an `exec` with -t/--tty. When `smolvm
 --version` reports 0.8.1 or later (native size forwarding) the prologue still
@@ -61,7 +79,8 @@ Example:
 ///
 /// Runs SMOLVM ARGV as a child on the same terminal, starts the guest command
 /// at the host size (prologue), and pushes later size changes into the guest
-/// through a side channel, opened only when needed and only once the session's
+/// through the machine's agent socket at VM level (default), or through a
+/// CLI side channel opened only when needed and only once the session's
 /// container is taken to be running (raw mode + --settle-ms).
 #[derive(Debug, Parser)]
 #[command(name = "pty-resize", version, after_help = AFTER_HELP)]
@@ -78,7 +97,8 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub smolvm: Option<PathBuf>,
 
-    /// How sizes are pushed after start-up.
+    /// How sizes are pushed: `agent` (vm_exec on the machine's agent
+    /// socket; falls back to `channel`, logged), `channel` or `exec`.
     #[arg(long, value_enum, default_value_t = DEFAULT_MODE)]
     pub mode: Mode,
 
@@ -303,7 +323,10 @@ mod tests {
     fn clap_hints_stay_in_the_line() {
         let e = parse(&["--mode", "fast", "m", "--", "x"]).unwrap_err();
         let line = one_line_error(&e.render().to_string());
-        assert!(line.contains("[possible values: channel, exec]"), "{line}");
+        assert!(
+            line.contains("[possible values: agent, channel, exec]"),
+            "{line}"
+        );
         let rendered = "error: unexpected argument '-x' found\n\n  tip: to pass '-x' as a value, use '-- -x'\n\nUsage: pty-resize\n";
         assert_eq!(
             one_line_error(rendered),

@@ -180,6 +180,8 @@ fn wrap(cli: &Cli, log: &mut Log, start: Instant) -> Result<i32, Error> {
             fallback: Duration::from_millis(cli.fallback_ms),
             push_timeout: Duration::from_millis(cli.push_timeout_ms),
             native,
+            // Set by the session once the agent socket is found.
+            agent: None,
         },
         no_prologue: cli.no_prologue,
     };

@@ -93,6 +93,13 @@ pub enum SideReport {
     ChannelStderr(String),
     /// The persistent channel's stdout closed.
     ChannelEof,
+    /// A `vm_exec` of the agent transport (probe or push) ended.
+    Agent {
+        /// The probe or push id.
+        id: u64,
+        /// How it ended.
+        outcome: crate::state::AgentOutcome,
+    },
 }
 
 /// What the pusher tells the session about a push (routed to the state machine).
@@ -109,6 +116,13 @@ pub enum PushReport {
     TransportDied {
         /// Why.
         reason: String,
+    },
+    /// Probe or push `id` of the agent transport ended.
+    Agent {
+        /// The probe or push.
+        id: u64,
+        /// How it ended.
+        outcome: crate::state::AgentOutcome,
     },
 }
 

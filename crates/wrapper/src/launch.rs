@@ -139,6 +139,46 @@ pub fn with_prologue(
     }
 }
 
+/// The argv for the agent transport: `-e PTY_RESIZE_SESSION=<marker>`
+/// before the `--`, and the quiet prologue (nothing written in the guest)
+/// unless it is disabled or impossible. `Err` when there is no `--` to put
+/// the marker before (the agent transport cannot find the session then).
+pub fn with_marker(
+    argv: &[String],
+    exec: &ExecArgv,
+    disabled: bool,
+    size: Option<Size>,
+    marker: &str,
+) -> Result<(Vec<String>, Result<(), &'static str>), &'static str> {
+    let sep = exec
+        .separator
+        .ok_or("no `--` in the command to put the marker before")?;
+    let marked = smolvm_argv::with_env(argv, sep, script::MARKER_VAR, marker);
+    let sep = sep + 2;
+    Ok(match (disabled, size) {
+        (true, _) => (marked, Err("disabled")),
+        (false, None) => (marked, Err("no-size")),
+        (false, Some(size)) if sep + 1 < marked.len() => (
+            smolvm_argv::with_prologue(&marked, sep, &script::prologue_quiet(size)),
+            Ok(()),
+        ),
+        _ => (marked, Err("no-command")),
+    })
+}
+
+/// A session marker: 16 lowercase hex digits, random per session.
+pub fn make_marker() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
 /// A session token: only digits, unique per wrapper process.
 pub fn make_token() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -203,6 +243,44 @@ mod tests {
             with_prologue(&bare, &exec, false, size, 7),
             Err("no-command")
         );
+    }
+
+    #[test]
+    fn the_marker_goes_before_the_separator_and_the_prologue_is_quiet() {
+        let argv = v("smolvm machine exec --name m -t -- top");
+        let exec = smolvm_argv::parse(&argv).unwrap();
+        let size = Some(Size::new(100, 30));
+        let (got, prologue) = with_marker(&argv, &exec, false, size, "ab12").unwrap();
+        assert_eq!(prologue, Ok(()));
+        assert_eq!(
+            got[..9],
+            v("smolvm machine exec --name m -t -e PTY_RESIZE_SESSION=ab12 --")[..]
+        );
+        assert_eq!(
+            got[9..],
+            [
+                "sh",
+                "-c",
+                &script::prologue_quiet(Size::new(100, 30)),
+                "sh",
+                "top"
+            ]
+        );
+        let (got, prologue) = with_marker(&argv, &exec, true, size, "ab12").unwrap();
+        assert_eq!(prologue, Err("disabled"));
+        assert_eq!(got.last().unwrap(), "top");
+        let bare = v("smolvm machine exec --name m -t --");
+        let exec = smolvm_argv::parse(&bare).unwrap();
+        assert_eq!(
+            with_marker(&bare, &exec, false, size, "a").unwrap().1,
+            Err("no-command")
+        );
+        let none = v("smolvm machine exec --name m -t");
+        let exec = smolvm_argv::parse(&none).unwrap();
+        assert!(with_marker(&none, &exec, false, size, "a").is_err());
+        let m = make_marker();
+        assert!(m.len() == 16 && script::valid_marker(&m), "{m}");
+        assert_ne!(make_marker(), make_marker());
     }
 
     #[test]

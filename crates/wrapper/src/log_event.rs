@@ -45,10 +45,11 @@ pub enum LogEvent {
         /// Why there is no valid size (`no-terminal`, `unsized`, `out-of-range-CxR`).
         invalid: Option<String>,
     },
-    /// `prologue applied=true size= token=` or `prologue applied=false reason=`.
+    /// `prologue applied=true size= token=` or `prologue applied=false reason=`
+    /// (no `token=` on the agent transport: nothing is recorded in the guest).
     Prologue {
         /// The size and token, when applied.
-        applied: Option<(Size, u64)>,
+        applied: Option<(Size, Option<u64>)>,
         /// Why not (`disabled`, `no-size`, `no-command`).
         reason: Option<&'static str>,
     },
@@ -91,7 +92,7 @@ pub enum LogEvent {
         held: Duration,
     },
     /// `start pid= size= prologue= readiness=raw|nonblock|timer settle_ms=
-    /// fallback_ms= transport=channel|exec|native`: the main exec was spawned.
+    /// fallback_ms= transport=agent|channel|exec|native`: the main exec was spawned.
     Start {
         /// The child's pid.
         pid: u32,
@@ -116,7 +117,8 @@ pub enum LogEvent {
         /// Since launch.
         after: Duration,
     },
-    /// `ready via=raw+settle|nonblock+settle|timer after_ms=`: side channels are safe now.
+    /// `ready via=marker|raw+settle|nonblock+settle|timer after_ms=`: side channels are safe now
+    /// (`marker`: the agent transport saw the session's program).
     Ready {
         /// Why readiness was declared.
         via: &'static str,
@@ -131,7 +133,7 @@ pub enum LogEvent {
         /// The prologue's size (`none`: no prologue).
         prologue: Option<Size>,
     },
-    /// `push id= size= transport=channel|exec`.
+    /// `push id= size= transport=agent|channel|exec`.
     Push {
         /// Push id.
         id: u64,
@@ -198,6 +200,20 @@ pub enum LogEvent {
         status: Option<String>,
         /// Its last stderr line.
         stderr: Option<String>,
+    },
+    /// `agent socket= marker=`: pushes go through the machine's agent
+    /// socket (`vm_exec` at VM level); the main exec carries the marker.
+    Agent {
+        /// The agent socket.
+        socket: String,
+        /// The session's marker (`PTY_RESIZE_SESSION`).
+        marker: String,
+    },
+    /// `agent-fallback reason=`: the agent transport is given up (once);
+    /// the CLI transports (raw + settle) take over.
+    AgentFallback {
+        /// Why.
+        reason: String,
     },
     /// `signal signal= action=forwarded|ignored` (+ `ok=` when forwarded).
     Signal {
@@ -277,6 +293,8 @@ impl LogEvent {
             Self::ChannelOpen { .. } => "channel-open",
             Self::ChannelRunning { .. } => "channel-running",
             Self::ChannelDead { .. } => "channel-dead",
+            Self::Agent { .. } => "agent",
+            Self::AgentFallback { .. } => "agent-fallback",
             Self::Signal { .. } => "signal",
             Self::Restore { .. } => "restore",
             Self::Handoff { .. } => "handoff",
@@ -319,7 +337,7 @@ impl LogEvent {
                 f.push(("applied", applied.is_some().to_string()));
                 if let Some((size, token)) = applied {
                     f.push(("size", size.to_string()));
-                    f.push(("token", token.to_string()));
+                    f.extend(token.map(|t| ("token", t.to_string())));
                 }
                 f.extend(reason.map(|r| ("reason", s(r))));
             }
@@ -426,6 +444,11 @@ impl LogEvent {
                 f.extend(status.clone().map(|v| ("status", v)));
                 f.extend(stderr.clone().map(|v| ("stderr", v)));
             }
+            Self::Agent { socket, marker } => {
+                f.push(("socket", socket.clone()));
+                f.push(("marker", marker.clone()));
+            }
+            Self::AgentFallback { reason } => f.push(("reason", reason.clone())),
             Self::Signal { signal, action, ok } => {
                 f.push(("signal", signal.clone()));
                 f.push(("action", s(action)));

@@ -9,6 +9,12 @@
 //! until it is known to run (the channel's first answer, the exec's end);
 //! one still in its bring-up when the session ends is handed off
 //! ([`crate::handoff`]) rather than killed.
+//!
+//! The agent transport ([`Mode::Agent`]) is one short `vm_exec` per probe or
+//! push on the machine's agent socket, on a thread of its own (the state
+//! machine keeps one in flight, so a session never has two connections
+//! open). It takes no machine lock: a VM-level command cannot hurt a
+//! bring-up. [`Pusher::fallback`] switches to the CLI transports for good.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -16,7 +22,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use crate::cli::Mode;
+use crate::agent;
+use crate::cli::{Mode, CLI_FALLBACK};
 use crate::event::{Event, Purpose, PushReport, SideReport};
 use crate::handoff::{self, Handoff};
 use crate::lock;
@@ -25,7 +32,7 @@ use crate::log_event::LogEvent;
 use crate::script::{self, Answer};
 use crate::side::{self, Channel, ExecPush};
 use crate::size::Size;
-use crate::state::Outcome;
+use crate::state::{AgentOutcome, Outcome};
 
 /// How long a running channel may take to end by itself after its stdin
 /// closed, before it is killed (when the session ends).
@@ -44,7 +51,20 @@ pub struct Target {
     pub lock_path: Option<PathBuf>,
     /// How long a side bring-up left behind may take (the push timeout).
     pub handoff_deadline: Duration,
+    /// The session's marker (agent transport): a CLI push after a fall-back
+    /// finds the session by it, the prologue having recorded nothing.
+    pub marker: Option<String>,
+    /// The machine's agent socket (agent transport).
+    pub socket: Option<PathBuf>,
 }
+
+/// `timeout_ms` of one agent `vm_exec`: the script scans `/proc` and runs
+/// `stty` once, milliseconds of work; the agent kills it (124) after this.
+pub const AGENT_TIMEOUT_MS: u64 = 2000;
+
+/// How long the wrapper waits for an agent's answer: the agent's own
+/// timeout plus a second for the answer to travel.
+pub const AGENT_DEADLINE: Duration = Duration::from_millis(AGENT_TIMEOUT_MS + 1000);
 
 #[derive(Debug)]
 struct Open {
@@ -90,6 +110,9 @@ impl Pusher {
             size,
             transport,
         });
+        if self.mode == Mode::Agent {
+            return self.agent_exec(id, Some(size));
+        }
         if let Some(open) = self.channel.as_mut().filter(|o| o.running) {
             return match open.channel.send(id, size) {
                 Ok(()) => None,
@@ -128,6 +151,37 @@ impl Pusher {
         }
     }
 
+    /// Readiness probe `id` (agent transport): look for the session's program.
+    pub fn probe(&mut self, id: u64) -> Option<PushReport> {
+        self.agent_exec(id, None)
+    }
+
+    /// One `vm_exec` on a thread; its end comes back as [`SideReport::Agent`].
+    fn agent_exec(&mut self, id: u64, size: Option<Size>) -> Option<PushReport> {
+        let (Some(socket), Some(marker)) = (self.target.socket.clone(), &self.target.marker) else {
+            return Some(PushReport::Agent {
+                id,
+                outcome: AgentOutcome::Broken("no agent socket".into()),
+            });
+        };
+        let command = script::agent_command(marker, size);
+        let deadline = AGENT_DEADLINE.min(self.target.handoff_deadline);
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            let result = agent::vm_exec(&socket, &command, AGENT_TIMEOUT_MS, deadline);
+            let outcome = agent::outcome_of(result);
+            let _ = tx.send(Event::Side(SideReport::Agent { id, outcome }));
+        });
+        None
+    }
+
+    /// Gives the agent transport up: later pushes use the CLI ones.
+    pub fn fallback(&mut self) {
+        if self.mode == Mode::Agent {
+            self.mode = CLI_FALLBACK;
+        }
+    }
+
     /// The machine lock waited for arrived.
     pub fn locked(&mut self, file: File, waited: Duration, log: &mut Log) -> Option<PushReport> {
         let (id, size) = self.waiting.take()?;
@@ -149,8 +203,19 @@ impl Pusher {
     fn start(&mut self, id: u64, size: Size, log: &mut Log) -> Option<PushReport> {
         let t = &self.target;
         match self.mode {
+            // Never with a lock: agent pushes do not come here.
+            Mode::Agent => Some(PushReport::Done {
+                id,
+                outcome: Outcome::Failed("agent transport in a CLI start".into()),
+            }),
             Mode::Channel => {
-                match Channel::open(&t.program, &t.machine, t.token, self.tx.clone()) {
+                match Channel::open(
+                    &t.program,
+                    &t.machine,
+                    t.token,
+                    t.marker.as_deref(),
+                    self.tx.clone(),
+                ) {
                     Ok(mut channel) => {
                         log.event(&LogEvent::ChannelOpen { pid: channel.pid() });
                         // The request waits in the pipe until the loop runs.
@@ -180,7 +245,14 @@ impl Pusher {
                 }
             }
             Mode::Exec => {
-                match ExecPush::spawn(&t.program, &t.machine, id, size, t.token, self.tx.clone()) {
+                match ExecPush::spawn(
+                    &t.program,
+                    &t.machine,
+                    id,
+                    size,
+                    (t.token, t.marker.as_deref()),
+                    self.tx.clone(),
+                ) {
                     Ok(p) => {
                         self.exec = Some(p);
                         None
@@ -210,6 +282,10 @@ impl Pusher {
     /// Push `id` timed out: kill what carries it (its report follows) or
     /// stop waiting for the lock.
     pub fn abort(&mut self, id: u64, log: &mut Log) -> Option<PushReport> {
+        if self.mode == Mode::Agent {
+            // The thread's own deadline ends it; its report follows.
+            return None;
+        }
         if self.waiting.is_some_and(|(w, _)| w == id) {
             self.waiting = None;
             return Some(PushReport::Done {
@@ -230,6 +306,7 @@ impl Pusher {
     /// Routes a side process's report.
     pub fn on_side(&mut self, report: SideReport, log: &mut Log) -> Option<PushReport> {
         match report {
+            SideReport::Agent { id, outcome } => Some(PushReport::Agent { id, outcome }),
             SideReport::ExecDone {
                 id,
                 status,

@@ -454,7 +454,9 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
         use std::os::unix::process::CommandExt;
         let slave = pty.slave.try_clone().unwrap();
         let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", script, "sh"]).args(args).envs(env.iter().copied());
+        cmd.args(["-c", script, "sh"])
+            .args(args)
+            .envs(env.iter().copied());
         cmd.stdin(std::process::Stdio::from(slave));
         // SAFETY: setsid and ioctl are async-signal-safe.
         unsafe {
@@ -477,9 +479,8 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
     fn find_and_size_really_finds_the_marked_leader_and_sizes_its_pty() {
         use std::os::fd::AsRawFd;
         use std::process::Command;
-        let winsize = |pty: &nix::pty::OpenptyResult| {
-            crate::size::read_fd(pty.slave.as_raw_fd()).unwrap()
-        };
+        let winsize =
+            |pty: &nix::pty::OpenptyResult| crate::size::read_fd(pty.slave.as_raw_fd()).unwrap();
         let run = |args: &[&str]| {
             Command::new("sh")
                 .args(["-c", &find_and_size(), "sh"])
@@ -508,7 +509,11 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
                 .filter(|e| e.windows(id.len()).any(|w| w == id.as_bytes()))
         });
         assert!(seen.is_some());
-        assert_eq!(run(&[&id, "90", "27"]), Some(NOT_YET), "prologue still running");
+        assert_eq!(
+            run(&[&id, "90", "27"]),
+            Some(NOT_YET),
+            "prologue still running"
+        );
         let _ = pro.kill();
         let _ = pro.wait();
 

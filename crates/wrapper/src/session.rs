@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::cli::Mode;
+use crate::agent;
+use crate::cli::{Mode, CLI_FALLBACK};
 use crate::error::Error;
 use crate::event::{Event, Purpose, PushReport, Sig};
 use crate::launch::{self, LockWait, MainLock};
@@ -21,11 +22,21 @@ use crate::pusher::{Pusher, Target};
 use crate::readiness;
 use crate::size;
 use crate::smolvm_argv::ExecArgv;
-use crate::state::{Action, Config, Machine, Watch};
+use crate::state::{Action, AgentTiming, Config, Machine, Watch};
 use crate::terminal::{self, Saved};
 
 /// How often the terminal is polled while waiting for smolvm's switch.
 const READINESS_POLL: Duration = Duration::from_millis(5);
+
+/// Agent transport: from the start of one readiness probe to the next
+/// (each is one `vm_exec` of a few ms; a start-up resize then lands within
+/// one period and one push of the container running).
+const AGENT_POLL: Duration = Duration::from_millis(25);
+
+/// Agent transport: how long from launch the session's program may stay
+/// unseen before the CLI transports take over. Far above any bring-up and
+/// crun window seen (seconds), below a person's patience.
+const AGENT_GIVE_UP: Duration = Duration::from_secs(30);
 
 /// Everything the entry decided for a bridged session.
 #[derive(Debug)]
@@ -104,23 +115,70 @@ pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
     });
     let initial = initial.ok();
     let token = launch::make_token();
-    let (argv, prologue) =
-        match launch::with_prologue(&plan.argv, &plan.exec, plan.no_prologue, initial, token) {
-            Ok(argv) => {
-                log.event(&LogEvent::Prologue {
-                    applied: initial.map(|s| (s, token)),
-                    reason: None,
+    let mut mode = plan.mode;
+    let mut config = plan.config;
+    // The agent transport: its socket and this session's marker, or why not.
+    let mut agent = None;
+    if mode == Some(Mode::Agent) {
+        let marker = launch::make_marker();
+        let found = agent::find_socket(&plan.machine).map_err(|u| u.to_string());
+        let marked = found.and_then(|socket| {
+            launch::with_marker(&plan.argv, &plan.exec, plan.no_prologue, initial, &marker)
+                .map(|m| (socket, m))
+                .map_err(String::from)
+        });
+        match marked {
+            Ok((socket, argv_and_prologue)) => {
+                log.event(&LogEvent::Agent {
+                    socket: socket.display().to_string(),
+                    marker: marker.clone(),
                 });
-                (argv, true)
+                agent = Some((socket, marker, argv_and_prologue));
             }
             Err(reason) => {
-                log.event(&LogEvent::Prologue {
-                    applied: None,
-                    reason: Some(reason),
-                });
-                (plan.argv.clone(), false)
+                log.event(&LogEvent::AgentFallback { reason });
+                mode = Some(CLI_FALLBACK);
             }
-        };
+        }
+    }
+    let (argv, prologue, agent) = match agent {
+        Some((socket, marker, (argv, prologue))) => {
+            log.event(&LogEvent::Prologue {
+                applied: prologue.ok().and(initial).map(|s| (s, None)),
+                reason: prologue.err(),
+            });
+            config.agent = Some(AgentTiming {
+                poll: AGENT_POLL,
+                give_up: AGENT_GIVE_UP,
+            });
+            (argv, prologue.is_ok(), Some((socket, marker)))
+        }
+        None => {
+            let (argv, prologue) = match launch::with_prologue(
+                &plan.argv,
+                &plan.exec,
+                plan.no_prologue,
+                initial,
+                token,
+            ) {
+                Ok(argv) => {
+                    log.event(&LogEvent::Prologue {
+                        applied: initial.map(|s| (s, Some(token))),
+                        reason: None,
+                    });
+                    (argv, true)
+                }
+                Err(reason) => {
+                    log.event(&LogEvent::Prologue {
+                        applied: None,
+                        reason: Some(reason),
+                    });
+                    (plan.argv.clone(), false)
+                }
+            };
+            (argv, prologue, None)
+        }
+    };
     let mut child = launch::spawn_child(&plan.main_path, &argv).map_err(|e| {
         let err = Error::CannotRun {
             program: argv[0].clone(),
@@ -147,21 +205,25 @@ pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
         size: initial,
         prologue,
         readiness: watch.as_str(),
-        settle: plan.config.settle,
-        fallback: plan.config.fallback,
-        transport: plan.mode.map_or("native", Mode::as_str),
+        settle: config.settle,
+        fallback: config.fallback,
+        transport: mode.map_or("native", Mode::as_str),
     });
-    let pusher = plan.mode.map(|mode| {
+    let (socket, marker) = agent.unzip();
+    let pusher = mode.map(|mode| {
         let target = Target {
             program: plan.side_path.clone(),
             machine: plan.machine.clone(),
-            token: prologue.then_some(token),
+            // The prologue's record exists only on the CLI transports.
+            token: (prologue && marker.is_none()).then_some(token),
             lock_path,
-            handoff_deadline: plan.config.push_timeout,
+            handoff_deadline: config.push_timeout,
+            marker,
+            socket,
         };
         Pusher::new(target, mode, tx.clone())
     });
-    let mut sm = Machine::new(plan.config);
+    let mut sm = Machine::new(config);
     sm.start(start.elapsed(), initial, prologue, watch);
     let mut s = Session {
         log,
@@ -268,6 +330,7 @@ impl Session {
         match report {
             Some(PushReport::Done { id, outcome }) => self.sm.push_done(now, id, outcome),
             Some(PushReport::TransportDied { reason }) => self.sm.transport_died(now, &reason),
+            Some(PushReport::Agent { id, outcome }) => self.sm.agent_done(now, id, outcome),
             None => Vec::new(),
         }
     }
@@ -328,6 +391,13 @@ impl Session {
                     .and_then(|p| p.abort(id, &mut self.log)),
                 Action::Nudge => {
                     let _ = kill(self.child, Signal::SIGWINCH);
+                    None
+                }
+                Action::Probe { id } => self.pusher.as_mut().and_then(|p| p.probe(id)),
+                Action::Fallback => {
+                    if let Some(p) = self.pusher.as_mut() {
+                        p.fallback();
+                    }
                     None
                 }
             };

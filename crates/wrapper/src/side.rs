@@ -125,10 +125,16 @@ impl ExecPush {
         machine: &str,
         id: u64,
         size: Size,
-        token: Option<u64>,
+        (token, marker): (Option<u64>, Option<&str>),
         tx: Sender<Event>,
     ) -> std::io::Result<Self> {
-        let mut child: Child = side_command(program, machine, false, &script::push(size, token))
+        // After a fall-back from the agent transport the prologue recorded
+        // nothing: the session is found by its marker instead.
+        let text = match (token, marker.and_then(|m| script::push_by_marker(size, m))) {
+            (None, Some(by_marker)) => by_marker,
+            _ => script::push(size, token),
+        };
+        let mut child: Child = side_command(program, machine, false, &text)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -192,9 +198,14 @@ impl Channel {
         program: &Path,
         machine: &str,
         token: Option<u64>,
+        marker: Option<&str>,
         tx: Sender<Event>,
     ) -> std::io::Result<Self> {
-        let mut child = side_command(program, machine, true, &script::channel(token))
+        let text = match (token, marker.and_then(script::channel_by_marker)) {
+            (None, Some(by_marker)) => by_marker,
+            _ => script::channel(token),
+        };
+        let mut child = side_command(program, machine, true, &text)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -114,6 +114,17 @@ pub fn with_prologue(argv: &[String], separator: usize, prologue: &str) -> Vec<S
     out
 }
 
+/// Inserts `-e KEY=VALUE` just before the `--` at `separator`, where
+/// smolvm's options end (the environment of the guest command).
+pub fn with_env(argv: &[String], separator: usize, key: &str, value: &str) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len() + 2);
+    out.extend_from_slice(&argv[..separator]);
+    out.push("-e".into());
+    out.push(format!("{key}={value}"));
+    out.extend_from_slice(&argv[separator..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +224,19 @@ mod tests {
         }
         // A global flag before the subcommand is skipped.
         assert!(parse(&v("smolvm -v machine exec -t -- sh")).unwrap().tty);
+    }
+
+    #[test]
+    fn env_is_inserted_before_the_separator() {
+        let argv = v("smolvm machine exec --name m -t -- top -e x");
+        let out = with_env(&argv, 6, "K", "v1");
+        assert_eq!(
+            out,
+            v("smolvm machine exec --name m -t -e K=v1 -- top -e x")
+        );
+        let p = parse(&out).unwrap();
+        assert!(p.tty);
+        assert_eq!(p.separator, Some(8));
     }
 
     #[test]

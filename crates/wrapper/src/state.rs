@@ -23,6 +23,17 @@
 //!   (the channel) is retried at once with the newest size.
 //! - A push past its timeout is aborted once; its report then counts as a
 //!   timeout.
+//!
+//! On the agent transport ([`Config::agent`]) readiness is no margin but a
+//! fact: the session's program, found at VM level by its marker. From
+//! `started` (or from launch when that cannot be seen) one
+//! [`Action::Probe`] at a time, each `poll` after the previous one began;
+//! the first [`AgentOutcome::Applied`] makes the session ready (the lock is
+//! released then, the newest size pushed if it differs from the prologue's).
+//! A probe or push that fails for any reason but [`AgentOutcome::NotYet`],
+//! or no sighting within `give_up` of launch, falls back to the CLI
+//! transports once ([`Action::Fallback`]): readiness is then raw + settle
+//! again, and a push in flight is retried at once.
 
 use std::time::Duration;
 
@@ -60,6 +71,30 @@ pub struct Config {
     pub push_timeout: Duration,
     /// smolvm forwards sizes itself (0.8.1+): nudge, never push.
     pub native: bool,
+    /// The agent transport's timings (`None`: the CLI transports).
+    pub agent: Option<AgentTiming>,
+}
+
+/// The agent transport's timings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentTiming {
+    /// From the start of one readiness probe to the next (at most 50 ms).
+    pub poll: Duration,
+    /// From launch, how long the session's program may stay unseen before
+    /// the CLI transports take over.
+    pub give_up: Duration,
+}
+
+/// How a `vm_exec` (probe or push) on the agent transport ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentOutcome {
+    /// The session's program was found (and sized, for a push).
+    Applied,
+    /// It is not there yet (its container does not run yet).
+    NotYet,
+    /// Anything else (no socket, not 0.8.0's protocol, an error answer, a
+    /// failed `stty`…): the agent transport is given up.
+    Broken(String),
 }
 
 /// How a push ended.
@@ -91,6 +126,14 @@ pub enum Action {
     },
     /// Send SIGWINCH to smolvm (native forwarding re-sends the size).
     Nudge,
+    /// Agent transport: look for the session's program (a `vm_exec` that
+    /// sizes nothing); report with [`Machine::agent_done`] and `id`.
+    Probe {
+        /// Identifies this probe.
+        id: u64,
+    },
+    /// Give the agent transport up: later pushes go through the CLI ones.
+    Fallback,
     /// Record a decision.
     Log(LogEvent),
 }
@@ -98,7 +141,8 @@ pub enum Action {
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     id: u64,
-    size: Size,
+    /// `None`: a readiness probe.
+    size: Option<Size>,
     since: Duration,
     aborting: bool,
 }
@@ -121,6 +165,10 @@ pub struct Machine {
     in_flight: Option<InFlight>,
     pending: Option<Size>,
     next_id: u64,
+    /// The agent transport, while it is in use.
+    agent: Option<AgentTiming>,
+    /// When the last probe began.
+    last_probe: Option<Duration>,
 }
 
 impl Machine {
@@ -138,6 +186,8 @@ impl Machine {
             in_flight: None,
             pending: None,
             next_id: 1,
+            agent: cfg.agent,
+            last_probe: None,
         }
     }
 
@@ -194,7 +244,7 @@ impl Machine {
 
     /// When readiness is due and why (`None`: not before an observation, or already ready).
     fn ready_due(&self) -> Option<(Duration, &'static str)> {
-        if self.ready {
+        if self.ready || self.agent.is_some() {
             return None;
         }
         let launched = self.launched?;
@@ -208,6 +258,87 @@ impl Machine {
                     _ => Some((timer, "timer")),
                 }
             }
+        }
+    }
+
+    /// When the next readiness probe is due (agent transport, not ready,
+    /// nothing in flight): from `started` (or launch, when that cannot be
+    /// seen), then `poll` after the previous probe began.
+    fn probe_due(&self) -> Option<Duration> {
+        let a = self.agent?;
+        if self.ready || self.in_flight.is_some() {
+            return None;
+        }
+        let launched = self.launched?;
+        let from = match self.watch {
+            Watch::Raw => self.observed.map(|(t, _)| t)?,
+            Watch::Timer => launched,
+        };
+        Some(self.last_probe.map_or(from, |t| (t + a.poll).max(from)))
+    }
+
+    /// When the agent transport is given up if the program is still unseen.
+    fn give_up_due(&self) -> Option<Duration> {
+        let a = self.agent?;
+        (!self.ready).then_some(self.launched? + a.give_up)
+    }
+
+    /// Gives the agent transport up (once): readiness is raw + settle from
+    /// now on, and a push in flight is retried at once through the CLI.
+    fn fallback(&mut self, now: Duration, reason: &str) -> Vec<Action> {
+        if self.agent.take().is_none() {
+            return Vec::new();
+        }
+        let mut out = vec![
+            Action::Log(LogEvent::AgentFallback {
+                reason: reason.to_string(),
+            }),
+            Action::Fallback,
+        ];
+        if let Some(fl) = self.in_flight.take() {
+            if let Some(size) = fl.size {
+                self.last_pushed = None;
+                out.push(Action::Log(LogEvent::PushFailed {
+                    id: fl.id,
+                    size,
+                    took: now.saturating_sub(fl.since),
+                    reason: reason.to_string(),
+                    retry: true,
+                }));
+                let next = self.pending.take().unwrap_or(size);
+                self.request(now, next, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A `vm_exec` of the agent transport (probe or push) `id` ended.
+    /// Reports about anything no longer in flight are ignored.
+    pub fn agent_done(&mut self, now: Duration, id: u64, outcome: AgentOutcome) -> Vec<Action> {
+        let Some(fl) = self.in_flight.filter(|fl| fl.id == id) else {
+            return Vec::new();
+        };
+        let outcome = if fl.aborting {
+            AgentOutcome::Broken("timeout".into())
+        } else {
+            outcome
+        };
+        match (fl.size, outcome) {
+            (_, AgentOutcome::Broken(reason)) => self.fallback(now, &reason),
+            (None, AgentOutcome::NotYet) => {
+                self.in_flight = None;
+                Vec::new()
+            }
+            (None, AgentOutcome::Applied) => {
+                self.in_flight = None;
+                self.become_ready(now, "marker")
+            }
+            (Some(_), AgentOutcome::Applied) => self.push_done(now, id, Outcome::Ok),
+            (Some(_), AgentOutcome::NotYet) => self.push_done(
+                now,
+                id,
+                Outcome::Failed("the session's program is gone".into()),
+            ),
         }
     }
 
@@ -256,6 +387,30 @@ impl Machine {
     /// Time passed; fires readiness and push timeouts that are due.
     pub fn tick(&mut self, now: Duration) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Some(due) = self.give_up_due() {
+            if now >= due {
+                let waited = due.saturating_sub(self.launched.unwrap_or_default());
+                let reason = format!(
+                    "the session's program was not seen within {} ms",
+                    waited.as_millis()
+                );
+                out.extend(self.fallback(now, &reason));
+            }
+        }
+        if let Some(due) = self.probe_due() {
+            if now >= due {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.last_probe = Some(now);
+                self.in_flight = Some(InFlight {
+                    id,
+                    size: None,
+                    since: now,
+                    aborting: false,
+                });
+                out.push(Action::Probe { id });
+            }
+        }
         if let Some((due, via)) = self.ready_due() {
             if now >= due {
                 out.extend(self.become_ready(now, via));
@@ -276,17 +431,21 @@ impl Machine {
         let Some(fl) = self.in_flight.filter(|fl| fl.id == id) else {
             return Vec::new();
         };
+        let Some(size) = fl.size else {
+            // A probe reported as a push: its transport's words for it.
+            let outcome = match outcome {
+                Outcome::Ok => AgentOutcome::Applied,
+                Outcome::Failed(r) => AgentOutcome::Broken(r),
+            };
+            return self.agent_done(now, id, outcome);
+        };
         self.in_flight = None;
         let took = now.saturating_sub(fl.since);
         let mut out = Vec::new();
         match (outcome, fl.aborting) {
             (Outcome::Ok, false) => {
-                self.last_pushed = Some(fl.size);
-                out.push(Action::Log(LogEvent::PushDone {
-                    id,
-                    size: fl.size,
-                    took,
-                }));
+                self.last_pushed = Some(size);
+                out.push(Action::Log(LogEvent::PushDone { id, size, took }));
             }
             (outcome, aborting) => {
                 // The guest's size is unknown now: the next SIGWINCH retries
@@ -299,7 +458,7 @@ impl Machine {
                 };
                 out.push(Action::Log(LogEvent::PushFailed {
                     id,
-                    size: fl.size,
+                    size,
                     took,
                     reason,
                     retry: false,
@@ -319,15 +478,18 @@ impl Machine {
         let Some(fl) = self.in_flight.take() else {
             return Vec::new();
         };
+        let Some(size) = fl.size else {
+            return Vec::new();
+        };
         self.last_pushed = None;
         let mut out = vec![Action::Log(LogEvent::PushFailed {
             id: fl.id,
-            size: fl.size,
+            size,
             took: now.saturating_sub(fl.since),
             reason: reason.to_string(),
             retry: true,
         })];
-        let next = self.pending.take().unwrap_or(fl.size);
+        let next = self.pending.take().unwrap_or(size);
         self.request(now, next, &mut out);
         out
     }
@@ -338,21 +500,28 @@ impl Machine {
             .in_flight
             .filter(|fl| !fl.aborting)
             .map(|fl| fl.since + self.cfg.push_timeout);
-        match (self.ready_due().map(|(t, _)| t), push) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.ready_due().map(|(t, _)| t),
+            push,
+            self.probe_due(),
+            self.give_up_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Pushes `size` now, queues it behind the push in flight, or skips it.
     fn request(&mut self, now: Duration, size: Size, out: &mut Vec<Action>) {
         if let Some(fl) = self.in_flight {
             let replaces = self.pending.replace(size);
-            out.push(Action::Log(LogEvent::Coalesce {
-                size,
-                in_flight: fl.size,
-                replaces,
-            }));
+            if let Some(in_flight) = fl.size {
+                out.push(Action::Log(LogEvent::Coalesce {
+                    size,
+                    in_flight,
+                    replaces,
+                }));
+            }
             return;
         }
         if self.last_pushed == Some(size) {
@@ -363,7 +532,7 @@ impl Machine {
         self.next_id += 1;
         self.in_flight = Some(InFlight {
             id,
-            size,
+            size: Some(size),
             since: now,
             aborting: false,
         });

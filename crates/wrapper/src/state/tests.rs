@@ -41,7 +41,35 @@ fn cfg() -> Config {
         fallback: t(3000),
         push_timeout: t(10_000),
         native: false,
+        agent: None,
     }
+}
+
+fn agent_cfg() -> Config {
+    Config {
+        agent: Some(AgentTiming {
+            poll: t(25),
+            give_up: t(30_000),
+        }),
+        ..cfg()
+    }
+}
+
+fn probes(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Probe { id } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An agent session launched at 0 with the prologue at 100x30, raw seen at 300.
+fn agent_machine() -> Machine {
+    let mut m = Machine::new(agent_cfg());
+    m.start(t(0), Some(S(100, 30)), true, Watch::Raw);
+    m
 }
 
 fn machine() -> Machine {
@@ -369,4 +397,198 @@ fn deadline_is_the_earliest_of_readiness_and_push_timeout() {
 fn watch_names() {
     assert_eq!(Watch::Raw.as_str(), "raw");
     assert_eq!(Watch::Timer.as_str(), "timer");
+}
+
+#[test]
+fn agent_probes_from_started_every_poll_and_is_ready_when_the_program_is_seen() {
+    let mut m = agent_machine();
+    assert_eq!(
+        m.next_deadline(),
+        Some(t(30_000)),
+        "only the give-up before raw"
+    );
+    assert!(m.tick(t(200)).is_empty(), "no probe before `started`");
+    m.started(t(300), "raw");
+    assert_eq!(m.next_deadline(), Some(t(300)));
+    let a = m.tick(t(300));
+    assert_eq!(probes(&a), [1]);
+    assert!(!a.contains(&Action::Ready));
+    // One at a time: nothing while it is out, whatever the clock says.
+    assert!(probes(&m.tick(t(400))).is_empty());
+    // A resize now is kept for readiness (newest wins), never pushed.
+    assert!(pushes(&m.winch(t(305), Ok(S(90, 25)))).is_empty());
+    assert!(pushes(&m.winch(t(306), Ok(S(80, 20)))).is_empty());
+    // Not there yet at 310: the next probe is due 25 ms after this one began.
+    assert!(m.agent_done(t(310), 1, AgentOutcome::NotYet).is_empty());
+    assert_eq!(m.next_deadline(), Some(t(325)));
+    assert!(probes(&m.tick(t(324))).is_empty());
+    assert_eq!(probes(&m.tick(t(325))), [2]);
+    // A slow probe: the next one starts as soon as it is back.
+    m.agent_done(t(380), 2, AgentOutcome::NotYet);
+    assert_eq!(m.next_deadline(), Some(t(350)), "already due");
+    assert_eq!(probes(&m.tick(t(380))), [3]);
+    // Seen: ready at once (no margin), the lock released, the newest size pushed.
+    let a = m.agent_done(t(390), 3, AgentOutcome::Applied);
+    assert!(m.is_ready());
+    assert_eq!(ready_via(&a), Some(("marker", t(390))));
+    assert!(a.contains(&Action::Ready));
+    assert_eq!(pushes(&a), [(4, S(80, 20))]);
+    // Steady state: the push's own report, then one push per change.
+    let a = m.agent_done(t(395), 4, AgentOutcome::Applied);
+    assert!(events(&a).contains(&"push-done"));
+    assert!(probes(&m.tick(t(10_000))).is_empty(), "no probe once ready");
+    assert_eq!(pushes(&m.winch(t(500), Ok(S(70, 20)))), [(5, S(70, 20))]);
+    assert!(
+        pushes(&m.winch(t(501), Ok(S(60, 20)))).is_empty(),
+        "one in flight"
+    );
+    let a = m.agent_done(t(505), 5, AgentOutcome::Applied);
+    assert_eq!(pushes(&a), [(6, S(60, 20))]);
+    m.agent_done(t(510), 6, AgentOutcome::Applied);
+    assert_eq!(events(&m.winch(t(520), Ok(S(60, 20)))), ["size", "skip"]);
+}
+
+#[test]
+fn agent_session_never_resized_sends_nothing_after_readiness() {
+    let mut m = agent_machine();
+    m.started(t(10), "raw");
+    assert_eq!(probes(&m.tick(t(10))), [1]);
+    let a = m.agent_done(t(15), 1, AgentOutcome::Applied);
+    assert!(a.contains(&Action::Ready));
+    assert!(
+        pushes(&a).is_empty(),
+        "the prologue's size counts as pushed"
+    );
+    assert_eq!(m.next_deadline(), None);
+    for now in (20..60_000).step_by(1000) {
+        assert!(m.tick(t(now)).is_empty());
+    }
+    // A resize back to the prologue's size is skipped too.
+    assert_eq!(
+        events(&m.winch(t(61_000), Ok(S(100, 30)))),
+        ["size", "skip"]
+    );
+}
+
+#[test]
+fn agent_with_a_terminal_already_raw_probes_from_launch() {
+    let mut m = Machine::new(agent_cfg());
+    m.start(t(0), Some(S(100, 30)), true, Watch::Timer);
+    assert_eq!(probes(&m.tick(t(0))), [1]);
+    // The fallback timer plays no part on this transport.
+    m.agent_done(t(5), 1, AgentOutcome::NotYet);
+    for now in (30..4000).step_by(30) {
+        let a = m.tick(t(now));
+        assert!(
+            !a.contains(&Action::Ready),
+            "ready at {now} without a sighting"
+        );
+        for id in probes(&a) {
+            m.agent_done(t(now), id, AgentOutcome::NotYet);
+        }
+    }
+    assert!(!m.is_ready());
+}
+
+#[test]
+fn a_broken_probe_falls_back_once_to_raw_plus_settle() {
+    let mut m = agent_machine();
+    m.started(t(100), "raw");
+    assert_eq!(probes(&m.tick(t(100))), [1]);
+    m.winch(t(150), Ok(S(90, 25)));
+    let a = m.agent_done(t(200), 1, AgentOutcome::Broken("socket: refused".into()));
+    assert_eq!(
+        a,
+        [
+            Action::Log(LogEvent::AgentFallback {
+                reason: "socket: refused".into()
+            }),
+            Action::Fallback
+        ]
+    );
+    assert!(!m.is_ready());
+    // From now on: the CLI rules, ready at raw + settle, the newest size pushed.
+    assert_eq!(m.next_deadline(), Some(t(2100)));
+    assert!(probes(&m.tick(t(2000))).is_empty());
+    let a = m.tick(t(2100));
+    assert_eq!(ready_via(&a), Some(("raw+settle", t(2100))));
+    assert_eq!(pushes(&a), [(2, S(90, 25))]);
+    // A late report of the old probe changes nothing.
+    assert!(m.agent_done(t(2200), 1, AgentOutcome::Applied).is_empty());
+}
+
+#[test]
+fn a_broken_push_falls_back_and_is_retried_at_once_with_the_newest_size() {
+    let mut m = agent_machine();
+    m.started(t(10), "raw");
+    m.tick(t(10));
+    m.agent_done(t(20), 1, AgentOutcome::Applied);
+    assert_eq!(pushes(&m.winch(t(100), Ok(S(90, 25)))), [(2, S(90, 25))]);
+    m.winch(t(101), Ok(S(80, 24)));
+    let a = m.agent_done(t(110), 2, AgentOutcome::Broken("vm_exec exit 1".into()));
+    assert!(a.contains(&Action::Fallback));
+    assert!(a.contains(&Action::Log(LogEvent::PushFailed {
+        id: 2,
+        size: S(90, 25),
+        took: t(10),
+        reason: "vm_exec exit 1".into(),
+        retry: true
+    })));
+    assert_eq!(pushes(&a), [(3, S(80, 24))], "retried through the CLI");
+    // Only once: a second failure is an ordinary failed push.
+    let a = m.push_done(t(120), 3, Outcome::Failed("exit-1".into()));
+    assert!(!a.contains(&Action::Fallback));
+}
+
+#[test]
+fn a_push_whose_program_is_gone_fails_without_falling_back() {
+    let mut m = agent_machine();
+    m.started(t(10), "raw");
+    m.tick(t(10));
+    m.agent_done(t(20), 1, AgentOutcome::Applied);
+    m.winch(t(30), Ok(S(90, 25)));
+    let a = m.agent_done(t(40), 2, AgentOutcome::NotYet);
+    assert!(!a.contains(&Action::Fallback));
+    assert!(events(&a).contains(&"push-failed"));
+    // The next resize tries the agent again.
+    assert_eq!(pushes(&m.winch(t(50), Ok(S(90, 25)))), [(3, S(90, 25))]);
+}
+
+#[test]
+fn a_program_never_seen_gives_the_agent_up_at_the_bound() {
+    let mut m = agent_machine();
+    m.started(t(100), "raw");
+    let mut now = 100;
+    let mut fell = None;
+    while now <= 31_000 && fell.is_none() {
+        let a = m.tick(t(now));
+        if a.contains(&Action::Fallback) {
+            fell = Some((now, a.clone()));
+        }
+        for id in probes(&a) {
+            m.agent_done(t(now + 5), id, AgentOutcome::NotYet);
+        }
+        now += 5;
+    }
+    let (at, a) = fell.expect("no fall-back within 31 s");
+    assert_eq!(at, 30_000);
+    assert!(
+        matches!(&a[0], Action::Log(LogEvent::AgentFallback { reason }) if reason.contains("30000 ms"))
+    );
+    // Raw was seen long ago: the CLI's readiness holds in the same tick.
+    assert_eq!(ready_via(&a), Some(("raw+settle", t(30_000))));
+}
+
+#[test]
+fn a_probe_past_the_push_timeout_counts_as_broken() {
+    let mut m = Machine::new(Config {
+        push_timeout: t(100),
+        ..agent_cfg()
+    });
+    m.start(t(0), None, false, Watch::Raw);
+    m.started(t(0), "raw");
+    assert_eq!(probes(&m.tick(t(0))), [1]);
+    assert_eq!(m.tick(t(100)), [Action::Abort { id: 1 }]);
+    let a = m.agent_done(t(150), 1, AgentOutcome::NotYet);
+    assert!(a.contains(&Action::Fallback));
 }
