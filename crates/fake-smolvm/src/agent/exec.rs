@@ -202,10 +202,19 @@ impl Exec<'_> {
         )
     }
 
-    /// `started`, then crun's set-up; `Some` when the exec ends inside it.
+    /// Whether `started` waits for the end of the crun window: 0.8.1 (#312)
+    /// with `-t` runs crun with `--console-socket` and sends `started` only
+    /// once crun has handed the PTY master over (v0.8.1 `main.rs` 2690-2712,
+    /// 3320-3358) — crun has loaded `config.json` and made the terminal.
+    fn started_after_window(&self) -> bool {
+        self.req.tty && self.cfg.compat == Compat::V081
+    }
+
+    /// `started` (0.8.0: at once), then crun's set-up; `Some` when the exec
+    /// ends inside it.
     fn crun_window(&mut self) -> Option<Ending> {
         self.progress.window_start = Some(monotonic_ms());
-        if self.req.interactive {
+        if self.req.interactive && !self.started_after_window() {
             self.out.send(&Response::Started);
             self.progress.started = Some(monotonic_ms());
         }
@@ -222,6 +231,9 @@ impl Exec<'_> {
             )
         };
         self.progress.window_end = Some(monotonic_ms());
+        if load != Some(Load::Clean) && self.started_after_window() {
+            return Some(self.no_console(load.is_none()));
+        }
         match load {
             None => {
                 let fault = self.ctl.killed().flatten();
@@ -234,6 +246,28 @@ impl Exec<'_> {
                 Some(self.in_band_failure(1, msg, Some(Fault::ConfigRace)))
             }
             Some(Load::Clean) => None,
+        }
+    }
+
+    /// 0.8.1, `-t`: crun died (torn `config.json`) or was killed (stale
+    /// container) before it handed the PTY master over. The agent waits for
+    /// it on the console socket until `CONSOLE_SOCKET_TIMEOUT` (5 s, v0.8.1
+    /// `main.rs` 2743; poll on the listener, `console_socket.rs` 45-62) and
+    /// answers `error` — no `started`, so the client's terminal never went raw.
+    fn no_console(&mut self, killed: bool) -> Ending {
+        let since = self.progress.window_start.unwrap_or_else(monotonic_ms);
+        let left = (since + 5000.0 - monotonic_ms()).max(0.0);
+        thread::sleep(Duration::from_secs_f64(left / 1000.0));
+        let msg = "failed to receive PTY master from crun: console socket: timed out waiting for crun to connect";
+        self.out.send(&Response::error(msg, "SPAWN_FAILED"));
+        let fault = if killed {
+            self.ctl.killed().flatten()
+        } else {
+            Some(Fault::ConfigRace)
+        };
+        Ending {
+            error: Some(msg.into()),
+            ..Ending::code(1, None, fault)
         }
     }
 
@@ -292,7 +326,8 @@ impl Exec<'_> {
         match (plan, self.cfg.compat) {
             // The agent's own PTY, sized by the client (`pty.rs`).
             (Plan::Direct, _) => (Some(Some((80, 24))), true),
-            // 0.8.1 (#312): crun hands the PTY to the agent: 80×24, resized.
+            // 0.8.1 (#312): crun hands the PTY to the agent: 80×24
+            // (`consoleSize`) from its creation, resized on each frame.
             (_, Compat::V081) => (Some(Some((80, 24))), true),
             // 0.8.0: crun's own PTY, 0×0, that nobody sizes.
             (_, Compat::V080) => (Some(None), false),
@@ -333,17 +368,20 @@ impl Exec<'_> {
                 self.ctl.kill(Some(Fault::MainExited));
             }
         }
+        // The command's input first, then `started`: a `resize` the client
+        // sends on `started` finds the PTY (0.8.1: applied on arrival,
+        // v0.8.1 `main.rs` 3836-3840).
+        self.input.lock().unwrap().attach(Input {
+            sink: spawned.sink,
+            resize: spawned.master.filter(|_| resizable),
+        });
         if self.req.interactive && self.progress.started.is_none() {
             self.send_started();
         }
         if self.out.is_gone() {
             self.ctl.kill(None);
         }
-        self.input.lock().unwrap().attach(Input {
-            sink: spawned.sink,
-            resize: spawned.master.filter(|_| resizable),
-        });
-        let relays = relay::start_output(spawned.output, &self.out, &self.input);
+        let relays = relay::start_output(spawned.output, &self.out);
         let status = guest::wait_with_timeout(spawned.child, self.req.timeout_ms, &self.ctl);
         let fault = self.ctl.finish();
         let (stdout, stderr) = relays.finish();

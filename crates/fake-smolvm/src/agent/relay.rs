@@ -102,16 +102,14 @@ pub struct Relays {
     stop: Arc<AtomicBool>,
 }
 
-/// Starts relaying (or collecting) the guest's output. For a PTY,
-/// `slot`'s held-back size is applied once the command has drawn (see
-/// [`InputSlot::size_after_first_output`]).
-pub fn start_output(output: Output, out: &Arc<Out>, slot: &Arc<Mutex<InputSlot>>) -> Relays {
+/// Starts relaying (or collecting) the guest's output.
+pub fn start_output(output: Output, out: &Arc<Out>) -> Relays {
     let stop = Arc::new(AtomicBool::new(false));
     let handles = match output {
         Output::Pty(master) => {
-            let (out, stop, slot) = (out.clone(), stop.clone(), slot.clone());
+            let (out, stop) = (out.clone(), stop.clone());
             vec![thread::spawn(move || {
-                relay_pty(master, &out, &stop, &slot);
+                relay_pty(master, &out, &stop);
                 Vec::new()
             })]
         }
@@ -178,9 +176,8 @@ fn relay_stream(mut r: GuestReader, out: &Out, is_out: bool) {
     }
 }
 
-fn relay_pty(mut master: File, out: &Out, stop: &AtomicBool, slot: &Mutex<InputSlot>) {
+fn relay_pty(mut master: File, out: &Out, stop: &AtomicBool) {
     let mut buf = [0u8; 8192];
-    let mut drawn = false;
     while !stop.load(Ordering::SeqCst) {
         let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
@@ -194,10 +191,6 @@ fn relay_pty(mut master: File, out: &Out, stop: &AtomicBool, slot: &Mutex<InputS
                 out.send(&Response::Stdout {
                     data: Bytes(buf[..n].to_vec()),
                 });
-                if !drawn {
-                    drawn = true;
-                    slot.lock().unwrap().size_after_first_output();
-                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break, // EIO: every slave fd is closed
@@ -227,30 +220,16 @@ pub struct InputSlot {
 }
 
 impl InputSlot {
-    /// Hands the running command over; queued bytes (an EOF included) go first.
+    /// Hands the running command over; queued bytes (an EOF included) go
+    /// first, and the last size sent before its PTY existed applies now.
     pub fn attach(&mut self, mut input: Input) {
         for bytes in self.pending.drain(..) {
             feed(&mut input.sink, &bytes);
         }
-        self.input = Some(input);
-    }
-
-    /// Applies the last size the client sent before the PTY existed, once
-    /// the command has drawn its first output. Why then: in 0.8.1 the agent
-    /// applies the client's size only after `started` and after crun has
-    /// handed it the PTY, so a guest that reads its size at once still draws
-    /// its first frame at 80x24 (smolvm-0.8.0.md, bug 1) — the size is not
-    /// lost, it just comes late.
-    pub fn size_after_first_output(&mut self) {
-        if let (
-            Some((cols, rows)),
-            Some(Input {
-                resize: Some(m), ..
-            }),
-        ) = (self.held_size.take(), self.input.as_ref())
-        {
+        if let (Some((cols, rows)), Some(m)) = (self.held_size.take(), input.resize.as_ref()) {
             guest::set_winsize(m, cols, rows);
         }
+        self.input = Some(input);
     }
 
     fn resize(&mut self, cols: u16, rows: u16) {
@@ -273,8 +252,8 @@ impl InputSlot {
 
 /// Reads the client's frames until it hangs up, then marks it gone and kills
 /// the command. Before the command exists, `stdin` frames are queued and the
-/// last `resize` is held (for a PTY that takes them, applied after the first
-/// output); `InputSlot::attach` hands the command over.
+/// last `resize` is held (applied when the PTY exists, if it takes them);
+/// `InputSlot::attach` hands the command over.
 pub fn spawn_input(mut reader: UnixStream, ctl: Arc<Ctl>, out: Arc<Out>) -> Arc<Mutex<InputSlot>> {
     let slot: Arc<Mutex<InputSlot>> = Arc::new(Mutex::new(InputSlot::default()));
     let target = slot.clone();

@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod clients;
+mod compat_081;
 mod common;
 mod determinism;
 mod evidence;
