@@ -130,14 +130,20 @@ fn supervise(record: &Path) -> Result<i32, String> {
     if let Some(d) = delay_file.parent() {
         std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
     }
-    std::fs::write(&delay_file, format!("{}\n", settings.crun_delay_ms)).map_err(|e| e.to_string())?;
+    std::fs::write(&delay_file, format!("{}\n", settings.crun_delay_ms))
+        .map_err(|e| e.to_string())?;
     // Without a delay, the real crun goes back in place: the natural window
     // is measured without the wrapper's shell start.
     let real_crun = private_root.join("usr/bin/crun.real");
     if settings.crun_delay_ms == 0 && real_crun.exists() {
-        std::fs::rename(&real_crun, private_root.join("usr/bin/crun")).map_err(|e| format!("restore crun: {e}"))?;
+        std::fs::rename(&real_crun, private_root.join("usr/bin/crun"))
+            .map_err(|e| format!("restore crun: {e}"))?;
     }
-    log(&format!("private root ready in {} ms (crun delay {} ms)", t0.elapsed().as_millis(), settings.crun_delay_ms));
+    log(&format!(
+        "private root ready in {} ms (crun delay {} ms)",
+        t0.elapsed().as_millis(),
+        settings.crun_delay_ms
+    ));
 
     let ns = |n: &str| safety::ns_inode(n).map_err(|e| format!("/proc/self/ns/{n}: {e}"));
     let host_root = safety::file_id(Path::new("/")).map_err(|e| e.to_string())?;
@@ -168,18 +174,29 @@ fn supervise(record: &Path) -> Result<i32, String> {
         private_root: private_root.clone(),
         files: vec![marker_host.clone()],
     };
-    log(&format!("loop{} = /dev/vda ({}), loop{} = /dev/vdb ({})", vda.minor, storage.display(), vdb.minor, overlay.display()));
+    log(&format!(
+        "loop{} = /dev/vda ({}), loop{} = /dev/vdb ({})",
+        vda.minor,
+        storage.display(),
+        vdb.minor,
+        overlay.display()
+    ));
     let janitor = janitor::spawn(leftovers.clone()).map_err(|e| format!("janitor: {e}"))?;
 
     let sock = cfg.agent_socket().ok_or("no agent socket")?.to_path_buf();
     let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(|e| format!("bind {}: {e}", sock.display()))?;
+    let listener =
+        UnixListener::bind(&sock).map_err(|e| format!("bind {}: {e}", sock.display()))?;
     let listener_fd = listener.into_raw_fd();
     sys::keep_on_exec(listener_fd).map_err(|e| e.to_string())?;
 
     let (ready_r, ready_w) = sys::pipe().map_err(|e| e.to_string())?;
     let (go_r, go_w) = sys::pipe().map_err(|e| e.to_string())?;
-    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET;
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWNET;
     let guest_pid = sys::clone_into(flags).map_err(|e| e.to_string())?;
     if guest_pid == 0 {
         drop(ready_r);
@@ -191,7 +208,11 @@ fn supervise(record: &Path) -> Result<i32, String> {
             listener: listener_fd,
             console: cfg.console_output.clone(),
             exec_path: cfg.exec_path.clone().unwrap_or_else(|| "/sbin/init".into()),
-            argv: if cfg.argv.is_empty() { vec!["/sbin/init".into()] } else { cfg.argv.clone() },
+            argv: if cfg.argv.is_empty() {
+                vec!["/sbin/init".into()]
+            } else {
+                cfg.argv.clone()
+            },
             env: cfg.env.clone(),
             expected,
             net_ready: ready_w,
@@ -207,7 +228,9 @@ fn supervise(record: &Path) -> Result<i32, String> {
     let mut registry_pid = 0;
     let outcome = (|| -> Result<(), String> {
         if sys::recv_byte(&ready_r) != Some(b'N') {
-            return Err("guest set-up failed before its network was up (see the console log)".into());
+            return Err(
+                "guest set-up failed before its network was up (see the console log)".into(),
+            );
         }
         if let Some(reg) = &settings.registry {
             registry_pid = start_registry(reg, guest_pid, &work)?;
@@ -243,7 +266,11 @@ fn watch(guest_pid: libc::pid_t, marker_guest: &Path, marker_host: &Path) -> i32
     loop {
         if let Some(st) = sys::try_wait(guest_pid) {
             log(&format!("guest ended: {}", sys::describe_status(st)));
-            return if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 { 0 } else { 1 };
+            return if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
+                0
+            } else {
+                1
+            };
         }
         if STOP.load(Ordering::SeqCst) {
             log("stop signal: ending the guest");
@@ -280,19 +307,27 @@ fn stop_process(pid: libc::pid_t, grace: Duration) {
 
 /// Forks a child in the guest's network namespace (host mount namespace)
 /// that execs `argv`, output appended to `log_file`.
-fn spawn_in_guest_net(guest_pid: libc::pid_t, argv: &[String], log_file: &Path) -> Result<libc::pid_t, String> {
+fn spawn_in_guest_net(
+    guest_pid: libc::pid_t,
+    argv: &[String],
+    log_file: &Path,
+) -> Result<libc::pid_t, String> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_file)
         .map_err(|e| format!("{}: {e}", log_file.display()))?;
-    let c: Vec<std::ffi::CString> = argv.iter().map(|a| std::ffi::CString::new(a.as_str()).unwrap_or_default()).collect();
+    let c: Vec<std::ffi::CString> = argv
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_str()).unwrap_or_default())
+        .collect();
     let mut p: Vec<*const libc::c_char> = c.iter().map(|a| a.as_ptr()).collect();
     p.push(std::ptr::null());
     let net = PathBuf::from(format!("/proc/{guest_pid}/ns/net"));
     let pid = sys::fork().map_err(|e| e.to_string())?;
     if pid == 0 {
-        let ok = sys::die_with_parent(libc::SIGKILL).is_ok() && sys::setns_path(&net, libc::CLONE_NEWNET).is_ok();
+        let ok = sys::die_with_parent(libc::SIGKILL).is_ok()
+            && sys::setns_path(&net, libc::CLONE_NEWNET).is_ok();
         if !ok {
             sys::exit_now(127);
         }
@@ -307,7 +342,11 @@ fn spawn_in_guest_net(guest_pid: libc::pid_t, argv: &[String], log_file: &Path) 
     Ok(pid)
 }
 
-fn start_registry(reg: &Registry, guest_pid: libc::pid_t, work: &Path) -> Result<libc::pid_t, String> {
+fn start_registry(
+    reg: &Registry,
+    guest_pid: libc::pid_t,
+    work: &Path,
+) -> Result<libc::pid_t, String> {
     let argv = [
         reg.crane.display().to_string(),
         "registry".into(),
@@ -318,7 +357,10 @@ fn start_registry(reg: &Registry, guest_pid: libc::pid_t, work: &Path) -> Result
         reg.disk.display().to_string(),
     ];
     let pid = spawn_in_guest_net(guest_pid, &argv, &work.join("registry.log"))?;
-    log(&format!("registry pid {pid} on the guest's 127.0.0.1:{}", reg.port));
+    log(&format!(
+        "registry pid {pid} on the guest's 127.0.0.1:{}",
+        reg.port
+    ));
     Ok(pid)
 }
 
@@ -337,13 +379,21 @@ fn push_image(reg: &Registry, guest_pid: libc::pid_t, work: &Path) -> Result<(),
         let pid = spawn_in_guest_net(guest_pid, &argv, &work.join("push.log"))?;
         let st = sys::wait(pid);
         if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
-            log(&format!("image {} pushed in {} ms", reg.image_ref, t0.elapsed().as_millis()));
+            log(&format!(
+                "image {} pushed in {} ms",
+                reg.image_ref,
+                t0.elapsed().as_millis()
+            ));
             return Ok(());
         }
         if Instant::now() > deadline || STOP.load(Ordering::SeqCst) {
-            return Err(format!("crane push {} failed ({}); see {}", reg.image_ref, sys::describe_status(st), work.join("push.log").display()));
+            return Err(format!(
+                "crane push {} failed ({}); see {}",
+                reg.image_ref,
+                sys::describe_status(st),
+                work.join("push.log").display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
-

@@ -109,10 +109,22 @@ mod tests {
         VmConfig {
             root: Some("/r".into()),
             disks: vec![
-                Disk { block_id: "storage".into(), path: "/v/storage.raw".into(), read_only: false },
-                Disk { block_id: "overlay".into(), path: "/v/overlay.raw".into(), read_only: false },
+                Disk {
+                    block_id: "storage".into(),
+                    path: "/v/storage.raw".into(),
+                    read_only: false,
+                },
+                Disk {
+                    block_id: "overlay".into(),
+                    path: "/v/overlay.raw".into(),
+                    read_only: false,
+                },
             ],
-            vsock_ports: vec![VsockPort { port: 6000, path: "/v/agent.sock".into(), listen: true }],
+            vsock_ports: vec![VsockPort {
+                port: 6000,
+                path: "/v/agent.sock".into(),
+                listen: true,
+            }],
             exec_path: Some("/sbin/init".into()),
             ..Default::default()
         }

@@ -173,7 +173,11 @@ pub unsafe extern "C" fn krun_add_disk2(
     with_config(
         format!("add_disk2({ctx}, {b:?}, {p:?}, {format}, {read_only})"),
         |c| {
-            c.disks.push(Disk { block_id: b, path: PathBuf::from(p), read_only });
+            c.disks.push(Disk {
+                block_id: b,
+                path: PathBuf::from(p),
+                read_only,
+            });
             0
         },
     )
@@ -192,10 +196,17 @@ pub unsafe extern "C" fn krun_add_vsock_port2(
 ) -> i32 {
     // SAFETY: per the libkrun contract.
     let p = unsafe { text(path) };
-    with_config(format!("add_vsock_port2({ctx}, {port}, {p:?}, {listen})"), |c| {
-        c.vsock_ports.push(VsockPort { port, path: PathBuf::from(p), listen });
-        0
-    })
+    with_config(
+        format!("add_vsock_port2({ctx}, {port}, {p:?}, {listen})"),
+        |c| {
+            c.vsock_ports.push(VsockPort {
+                port,
+                path: PathBuf::from(p),
+                listen,
+            });
+            0
+        },
+    )
 }
 
 /// `krun_add_virtiofs(ctx, tag, path)`: recorded; a boot with one is refused.
@@ -256,7 +267,11 @@ fn library_dir() -> Option<PathBuf> {
         {
             return None;
         }
-        let file = PathBuf::from(CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned());
+        let file = PathBuf::from(
+            CStr::from_ptr(info.dli_fname)
+                .to_string_lossy()
+                .into_owned(),
+        );
         file.parent().map(PathBuf::from)
     }
 }
@@ -272,17 +287,27 @@ fn start(ctx: u32) -> Result<std::convert::Infallible, String> {
     std::fs::write(&record, json).map_err(|e| format!("{}: {e}", record.display()))?;
     let helper = match std::env::var_os(HELPER_ENV) {
         Some(h) => PathBuf::from(h),
-        None => library_dir().ok_or("cannot locate libkrun.so")?.join(HELPER_NAME),
+        None => library_dir()
+            .ok_or("cannot locate libkrun.so")?
+            .join(HELPER_NAME),
     };
     let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(|e| e.to_string());
     let helper_c = c(helper.as_os_str())?;
-    let args = [c(helper.as_os_str())?, CString::new("boot").unwrap(), c(record.as_os_str())?];
+    let args = [
+        c(helper.as_os_str())?,
+        CString::new("boot").unwrap(),
+        c(record.as_os_str())?,
+    ];
     let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     // SAFETY: valid NUL-terminated argv; execv replaces the whole process (all
     // threads), so no fork-in-a-threaded-process hazard arises.
     unsafe { libc::execv(helper_c.as_ptr(), argv.as_ptr()) };
-    Err(format!("exec {}: {}", helper.display(), std::io::Error::last_os_error()))
+    Err(format!(
+        "exec {}: {}",
+        helper.display(),
+        std::io::Error::last_os_error()
+    ))
 }
 
 /// `krun_start_enter(ctx)`: never returns while the "VM" runs — the process

@@ -83,7 +83,10 @@ fn prepare(plan: &Plan) -> io::Result<()> {
     sys::loopback_up()?;
     // The console: the agent's stdout and stderr (host path, opened before the pivot).
     if let Some(c) = &plan.console {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(c)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(c)?;
         // SAFETY: dup2 onto stdio.
         unsafe {
             libc::dup2(f.as_raw_fd(), 1);
@@ -95,28 +98,76 @@ fn prepare(plan: &Plan) -> io::Result<()> {
     let nsd = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
     let dev = root.join("dev");
     std::fs::create_dir_all(&dev)?;
-    sys::mount("tmpfs", &dev, "tmpfs", libc::MS_NOSUID as libc::c_ulong, "mode=0755,size=65536k")?;
-    for (name, minor) in [("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)] {
+    sys::mount(
+        "tmpfs",
+        &dev,
+        "tmpfs",
+        libc::MS_NOSUID as libc::c_ulong,
+        "mode=0755,size=65536k",
+    )?;
+    for (name, minor) in [
+        ("null", 3),
+        ("zero", 5),
+        ("full", 7),
+        ("random", 8),
+        ("urandom", 9),
+    ] {
         sys::mknod(&dev.join(name), libc::S_IFCHR, 0o666, 1, minor)?;
     }
     sys::mknod(&dev.join("tty"), libc::S_IFCHR, 0o666, 5, 0)?;
-    sys::mknod(&dev.join("vda"), libc::S_IFBLK, 0o660, safety::LOOP_MAJOR, plan.vda_minor)?;
-    sys::mknod(&dev.join("vdb"), libc::S_IFBLK, 0o660, safety::LOOP_MAJOR, plan.vdb_minor)?;
+    sys::mknod(
+        &dev.join("vda"),
+        libc::S_IFBLK,
+        0o660,
+        safety::LOOP_MAJOR,
+        plan.vda_minor,
+    )?;
+    sys::mknod(
+        &dev.join("vdb"),
+        libc::S_IFBLK,
+        0o660,
+        safety::LOOP_MAJOR,
+        plan.vdb_minor,
+    )?;
     std::fs::create_dir_all(dev.join("pts"))?;
     // Not nodev: the pts nodes must open.
-    sys::mount("devpts", &dev.join("pts"), "devpts", (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong, "newinstance,ptmxmode=0666,mode=0620")?;
+    sys::mount(
+        "devpts",
+        &dev.join("pts"),
+        "devpts",
+        (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong,
+        "newinstance,ptmxmode=0666,mode=0620",
+    )?;
     std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))?;
     std::fs::create_dir_all(dev.join("shm"))?;
     sys::mount("shm", &dev.join("shm"), "tmpfs", nsd, "mode=1777")?;
     let proc_ = root.join("proc");
     std::fs::create_dir_all(&proc_)?;
-    sys::mount("proc", &proc_, "proc", nsd | libc::MS_NOEXEC as libc::c_ulong, "")?;
+    sys::mount(
+        "proc",
+        &proc_,
+        "proc",
+        nsd | libc::MS_NOEXEC as libc::c_ulong,
+        "",
+    )?;
     let sys_ = root.join("sys");
     std::fs::create_dir_all(&sys_)?;
     let ro = libc::MS_RDONLY as libc::c_ulong;
-    sys::mount("sysfs", &sys_, "sysfs", nsd | ro | libc::MS_NOEXEC as libc::c_ulong, "")?;
+    sys::mount(
+        "sysfs",
+        &sys_,
+        "sysfs",
+        nsd | ro | libc::MS_NOEXEC as libc::c_ulong,
+        "",
+    )?;
     // crun refuses to run without cgroup2 even with --cgroup-manager disabled.
-    sys::mount("cgroup2", &sys_.join("fs/cgroup"), "cgroup2", nsd | ro | libc::MS_NOEXEC as libc::c_ulong, "")?;
+    sys::mount(
+        "cgroup2",
+        &sys_.join("fs/cgroup"),
+        "cgroup2",
+        nsd | ro | libc::MS_NOEXEC as libc::c_ulong,
+        "",
+    )?;
     // Let the supervisor start the registry in our network namespace, then
     // wait for it (and for its image push) before the agent can pull.
     sys::send_byte(&plan.net_ready, b'N');

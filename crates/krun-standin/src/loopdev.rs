@@ -56,7 +56,10 @@ pub fn node(minor: u32) -> PathBuf {
 
 /// Attaches `backing` to a free loop device (auto-clear).
 pub fn attach(backing: &Path) -> io::Result<Loop> {
-    let ctl = OpenOptions::new().read(true).write(true).open("/dev/loop-control")?;
+    let ctl = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")?;
     let back = OpenOptions::new().read(true).write(true).open(backing)?;
     for _ in 0..20 {
         // SAFETY: ioctl without argument.
@@ -65,7 +68,10 @@ pub fn attach(backing: &Path) -> io::Result<Loop> {
             return Err(io::Error::last_os_error());
         }
         let minor = n as u32;
-        let file = OpenOptions::new().read(true).write(true).open(node(minor))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(node(minor))?;
         // SAFETY: a zeroed plain-data struct.
         let mut cfg: LoopConfig = unsafe { std::mem::zeroed() };
         cfg.fd = back.as_raw_fd() as u32;
@@ -80,7 +86,10 @@ pub fn attach(backing: &Path) -> io::Result<Loop> {
         }
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EBUSY) {
-            return Err(io::Error::new(e.kind(), format!("LOOP_CONFIGURE loop{minor}: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("LOOP_CONFIGURE loop{minor}: {e}"),
+            ));
         }
         // Raced with another user for that minor: take the next free one.
     }
@@ -97,7 +106,12 @@ pub fn backing_file(minor: u32) -> Option<PathBuf> {
 /// Whether sysfs names `backing` as what loop `minor` serves.
 pub fn is_ours(minor: u32, backing: &Path) -> bool {
     match backing_file(minor) {
-        Some(b) => b == backing || std::fs::canonicalize(backing).map(|c| c == b).unwrap_or(false),
+        Some(b) => {
+            b == backing
+                || std::fs::canonicalize(backing)
+                    .map(|c| c == b)
+                    .unwrap_or(false)
+        }
         None => false,
     }
 }

@@ -162,9 +162,17 @@ pub fn check(f: &Facts, e: &Expected) -> Result<(), Refusal> {
         return Err(Refusal::Kmsg);
     }
     for (name, found, minor) in [("vda", f.vda, e.vda_minor), ("vdb", f.vdb, e.vdb_minor)] {
-        let ours = DevNode { block: true, major: LOOP_MAJOR, minor };
+        let ours = DevNode {
+            block: true,
+            major: LOOP_MAJOR,
+            minor,
+        };
         if found != Some(ours) {
-            return Err(Refusal::DiskNotOurs { name, found, expected_minor: minor });
+            return Err(Refusal::DiskNotOurs {
+                name,
+                found,
+                expected_minor: minor,
+            });
         }
     }
     if let Some(n) = f.other_block_devices.first() {
@@ -204,7 +212,11 @@ fn dev_node(p: &Path) -> Option<DevNode> {
         return None;
     }
     let rdev = m.rdev();
-    Some(DevNode { block: ft.is_block_device(), major: libc::major(rdev), minor: libc::minor(rdev) })
+    Some(DevNode {
+        block: ft.is_block_device(),
+        major: libc::major(rdev),
+        minor: libc::minor(rdev),
+    })
 }
 
 /// Gathers the [`Facts`] from where the calling process stands. A fact that
@@ -266,8 +278,16 @@ mod tests {
             mnt_ns: 21,
             net_ns: 22,
             proc_uptime: true,
-            vda: Some(DevNode { block: true, major: 7, minor: 3 }),
-            vdb: Some(DevNode { block: true, major: 7, minor: 4 }),
+            vda: Some(DevNode {
+                block: true,
+                major: 7,
+                minor: 3,
+            }),
+            vdb: Some(DevNode {
+                block: true,
+                major: 7,
+                minor: 4,
+            }),
             other_block_devices: vec![],
             net_devices: vec!["lo".into()],
             root: (1, 500),
@@ -334,47 +354,88 @@ mod tests {
 
     #[test]
     fn refuses_a_missing_vda() {
-        assert!(matches!(refusal(|f| f.vda = None), Refusal::DiskNotOurs { name: "vda", found: None, .. }));
+        assert!(matches!(
+            refusal(|f| f.vda = None),
+            Refusal::DiskNotOurs {
+                name: "vda",
+                found: None,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn refuses_a_vda_that_is_a_real_disk() {
         // /dev/vda of the host: virtio-blk, major 253 minor 0.
-        let host_disk = DevNode { block: true, major: 253, minor: 0 };
-        assert!(matches!(refusal(|f| f.vda = Some(host_disk)), Refusal::DiskNotOurs { name: "vda", .. }));
+        let host_disk = DevNode {
+            block: true,
+            major: 253,
+            minor: 0,
+        };
+        assert!(matches!(
+            refusal(|f| f.vda = Some(host_disk)),
+            Refusal::DiskNotOurs { name: "vda", .. }
+        ));
     }
 
     #[test]
     fn refuses_someone_elses_loop_device() {
-        let other = DevNode { block: true, major: 7, minor: 9 };
-        assert!(matches!(refusal(|f| f.vdb = Some(other)), Refusal::DiskNotOurs { name: "vdb", .. }));
+        let other = DevNode {
+            block: true,
+            major: 7,
+            minor: 9,
+        };
+        assert!(matches!(
+            refusal(|f| f.vdb = Some(other)),
+            Refusal::DiskNotOurs { name: "vdb", .. }
+        ));
     }
 
     #[test]
     fn refuses_a_character_device_as_disk() {
-        let chr = DevNode { block: false, major: 7, minor: 4 };
-        assert!(matches!(refusal(|f| f.vdb = Some(chr)), Refusal::DiskNotOurs { name: "vdb", .. }));
+        let chr = DevNode {
+            block: false,
+            major: 7,
+            minor: 4,
+        };
+        assert!(matches!(
+            refusal(|f| f.vdb = Some(chr)),
+            Refusal::DiskNotOurs { name: "vdb", .. }
+        ));
     }
 
     #[test]
     fn refuses_another_block_device() {
-        assert_eq!(refusal(|f| f.other_block_devices = vec!["sda".into()]), Refusal::OtherBlockDevice("sda".into()));
+        assert_eq!(
+            refusal(|f| f.other_block_devices = vec!["sda".into()]),
+            Refusal::OtherBlockDevice("sda".into())
+        );
     }
 
     #[test]
     fn refuses_a_network_device() {
-        assert_eq!(refusal(|f| f.net_devices.push("eth0".into())), Refusal::NetDevice("eth0".into()));
+        assert_eq!(
+            refusal(|f| f.net_devices.push("eth0".into())),
+            Refusal::NetDevice("eth0".into())
+        );
     }
 
     #[test]
     fn parses_proc_net_dev() {
         let text = "Inter-|   Receive |  Transmit\n face |bytes    packets\n    lo:       0       0 0 0\n  eth0: 1 2 3\n";
-        assert_eq!(parse_net_dev(text), vec!["lo".to_string(), "eth0".to_string()]);
+        assert_eq!(
+            parse_net_dev(text),
+            vec!["lo".to_string(), "eth0".to_string()]
+        );
     }
 
     #[test]
     fn refusals_read_as_one_line() {
-        let r = Refusal::DiskNotOurs { name: "vda", found: None, expected_minor: 3 };
+        let r = Refusal::DiskNotOurs {
+            name: "vda",
+            found: None,
+            expected_minor: 3,
+        };
         assert!(!r.to_string().contains('\n'));
         assert!(r.to_string().contains("7:3"));
     }

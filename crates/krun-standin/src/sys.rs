@@ -22,18 +22,46 @@ fn check(ret: libc::c_int, what: impl FnOnce() -> String) -> io::Result<()> {
 }
 
 /// `mount(2)`; `src`/`fstype`/`data` may be empty (NULL).
-pub fn mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: &str) -> io::Result<()> {
+pub fn mount(
+    src: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
     let t = cpath(target)?;
-    let opt = |s: &str| if s.is_empty() { None } else { CString::new(s).ok() };
+    let opt = |s: &str| {
+        if s.is_empty() {
+            None
+        } else {
+            CString::new(s).ok()
+        }
+    };
     let (s, f, d) = (opt(src), opt(fstype), opt(data));
     let ptr = |o: &Option<CString>| o.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
     // SAFETY: valid C strings or NULL.
-    let r = unsafe { libc::mount(ptr(&s), t.as_ptr(), ptr(&f), flags, ptr(&d) as *const libc::c_void) };
-    check(r, || format!("mount {src:?} {fstype:?} on {}", target.display()))
+    let r = unsafe {
+        libc::mount(
+            ptr(&s),
+            t.as_ptr(),
+            ptr(&f),
+            flags,
+            ptr(&d) as *const libc::c_void,
+        )
+    };
+    check(r, || {
+        format!("mount {src:?} {fstype:?} on {}", target.display())
+    })
 }
 
 /// `mknod(2)` of a character or block device.
-pub fn mknod(path: &Path, kind: libc::mode_t, perm: libc::mode_t, major: u32, minor: u32) -> io::Result<()> {
+pub fn mknod(
+    path: &Path,
+    kind: libc::mode_t,
+    perm: libc::mode_t,
+    major: u32,
+    minor: u32,
+) -> io::Result<()> {
     let p = cpath(path)?;
     // SAFETY: valid path.
     let r = unsafe { libc::mknod(p.as_ptr(), kind | perm, libc::makedev(major, minor)) };
@@ -98,7 +126,8 @@ pub fn die_with_parent(sig: libc::c_int) -> io::Result<()> {
 
 /// `setns(2)` into the namespace file `path` (e.g. `/proc/PID/ns/net`).
 pub fn setns_path(path: &Path, nstype: libc::c_int) -> io::Result<()> {
-    let f = std::fs::File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     // SAFETY: valid fd.
     let r = unsafe { libc::setns(f.as_raw_fd(), nstype) };
     check(r, || format!("setns {}", path.display()))
@@ -154,9 +183,14 @@ pub fn loopback_up() -> io::Result<()> {
         for (i, b) in b"lo".iter().enumerate() {
             req.ifr_name[i] = *b as libc::c_char;
         }
-        check(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req), || "SIOCGIFFLAGS lo".into())?;
+        check(
+            libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req),
+            || "SIOCGIFFLAGS lo".into(),
+        )?;
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        check(libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req), || "SIOCSIFFLAGS lo".into())
+        check(libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req), || {
+            "SIOCSIFFLAGS lo".into()
+        })
     }
 }
 

@@ -6,7 +6,9 @@
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("boot") if args.len() == 3 => std::process::exit(krun::boot::run(std::path::Path::new(&args[2]))),
+        Some("boot") if args.len() == 3 => {
+            std::process::exit(krun::boot::run(std::path::Path::new(&args[2])))
+        }
         _ => {
             eprintln!("usage: krun-standin-boot boot RECORD (run by the stand-in libkrun.so, not by hand)");
             std::process::exit(2);
