@@ -54,6 +54,11 @@ Exit codes:
 Environment:
   PTY_RESIZE_LOG=FILE     same as --log FILE (empty: no log)
   PTY_RESIZE_NO_CACHE=1   do not cache `smolvm --version` answers
+  PTY_RESIZE_AGENT_SOCKET=PATH
+                          --mode agent: use this agent socket instead of smolvm's
+                          <cache>/smolvm/vms/<hash>/agent.sock
+  XDG_CACHE_HOME, HOME    where smolvm's machine folders are (--mode agent; on
+                          macOS ~/Library/Caches)
   XDG_CACHE_HOME          where the version cache lives (pty-resize/versions)
   XDG_RUNTIME_DIR         where the per-machine bring-up locks live (pty-resize/),
                           else XDG_CACHE_HOME, else ~/.cache

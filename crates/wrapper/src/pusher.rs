@@ -151,9 +151,10 @@ impl Pusher {
         }
     }
 
-    /// Readiness probe `id` (agent transport): look for the session's program.
-    pub fn probe(&mut self, id: u64) -> Option<PushReport> {
-        self.agent_exec(id, None)
+    /// Readiness probe `id` (agent transport): look for the session's
+    /// program, and size its PTY to `size` if given.
+    pub fn probe(&mut self, id: u64, size: Option<Size>) -> Option<PushReport> {
+        self.agent_exec(id, size)
     }
 
     /// One `vm_exec` on a thread; its end comes back as [`SideReport::Agent`].

@@ -72,8 +72,10 @@ pub fn prologue_quiet(size: Size) -> String {
 /// terminal (field 7 ≠ 0) and whose parent does not carry the marker (its
 /// children inherit it; one of them may lead a session of its own). `stat`
 /// is split after its last `)`: the command name may hold spaces and
-/// parentheses. `read` is a builtin, so scanning `/proc` forks only for the
-/// few session leaders with a terminal.
+/// parentheses (the slow longest match `##*)` only then). `read` is a
+/// builtin and `grep -z` reads NUL-separated files itself, so scanning
+/// `/proc` forks only for the few session leaders with a terminal, one
+/// `grep` each (busybox's `grep` has `-z`).
 ///
 /// Exit 0: found (and, with a size, `stty -F /proc/<pid>/fd/0` applied it,
 /// then one late SIGWINCH to its group 0.1 s later, in the background, for
@@ -93,12 +95,13 @@ m={MARKER_VAR}=$i; \
 for d in /proc/[0-9]*; do \
 p=${{d#/proc/}}; \
 read -r s 2>/dev/null <\"$d/stat\" || continue; \
-set -- ${{s##*\\)}}; \
+case \"$s\" in *') '*') '*) s=${{s##*\\)}};; *) s=${{s#*) }};; esac; \
+set -- $s; \
 [ \"$4\" = \"$p\" ] && [ \"$5\" != 0 ] || continue; \
 q=$2; \
-tr '\\0' '\\n' <\"$d/environ\" 2>/dev/null | grep -qx \"$m\" || continue; \
-tr '\\0' '\\n' <\"/proc/$q/environ\" 2>/dev/null | grep -qx \"$m\" && continue; \
-tr '\\0' '\\n' <\"$d/cmdline\" 2>/dev/null | grep -q '^{PROLOGUE_MARK}' && exit {NOT_YET}; \
+grep -qxz \"$m\" \"$d/environ\" 2>/dev/null || continue; \
+grep -qxz \"$m\" \"/proc/$q/environ\" 2>/dev/null && continue; \
+grep -qz '^{PROLOGUE_MARK}' \"$d/cmdline\" 2>/dev/null && exit {NOT_YET}; \
 [ -z \"$c\" ] && exit 0; \
 stty -F \"$d/fd/0\" cols \"$c\" rows \"$r\" || exit {STTY_FAILED}; \
 ( sleep 0.1; kill -s WINCH -- \"-$p\" || kill -s WINCH \"$p\"; ) </dev/null >/dev/null 2>&1 & \

@@ -393,7 +393,7 @@ impl Session {
                     let _ = kill(self.child, Signal::SIGWINCH);
                     None
                 }
-                Action::Probe { id } => self.pusher.as_mut().and_then(|p| p.probe(id)),
+                Action::Probe { id, size } => self.pusher.as_mut().and_then(|p| p.probe(id, size)),
                 Action::Fallback => {
                     if let Some(p) = self.pusher.as_mut() {
                         p.fallback();

@@ -27,9 +27,11 @@
 //! On the agent transport ([`Config::agent`]) readiness is no margin but a
 //! fact: the session's program, found at VM level by its marker. From
 //! `started` (or from launch when that cannot be seen) one
-//! [`Action::Probe`] at a time, each `poll` after the previous one began;
-//! the first [`AgentOutcome::Applied`] makes the session ready (the lock is
-//! released then, the newest size pushed if it differs from the prologue's).
+//! [`Action::Probe`] at a time, each `poll` after the previous one began,
+//! carrying the newest size if it differs from the prologue's (so a
+//! start-up resize lands in the `vm_exec` that finds the program); the first
+//! [`AgentOutcome::Applied`] makes the session ready (the lock is released
+//! then; a size that changed meanwhile is pushed at once).
 //! A probe or push that fails for any reason but [`AgentOutcome::NotYet`],
 //! or no sighting within `give_up` of launch, falls back to the CLI
 //! transports once ([`Action::Fallback`]): readiness is then raw + settle
@@ -126,11 +128,15 @@ pub enum Action {
     },
     /// Send SIGWINCH to smolvm (native forwarding re-sends the size).
     Nudge,
-    /// Agent transport: look for the session's program (a `vm_exec` that
-    /// sizes nothing); report with [`Machine::agent_done`] and `id`.
+    /// Agent transport: look for the session's program (a `vm_exec`), and
+    /// size its PTY if `size` is given (a resize made during start-up lands
+    /// in the same `vm_exec` that finds the program); report with
+    /// [`Machine::agent_done`] and `id`.
     Probe {
         /// Identifies this probe.
         id: u64,
+        /// The size to apply once found (`None`: the prologue's is current).
+        size: Option<Size>,
     },
     /// Give the agent transport up: later pushes go through the CLI ones.
     Fallback,
@@ -141,8 +147,10 @@ pub enum Action {
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     id: u64,
-    /// `None`: a readiness probe.
+    /// `None`: a readiness probe that sizes nothing.
     size: Option<Size>,
+    /// A readiness probe (agent transport), not a push.
+    probe: bool,
     since: Duration,
     aborting: bool,
 }
@@ -296,7 +304,9 @@ impl Machine {
             Action::Fallback,
         ];
         if let Some(fl) = self.in_flight.take() {
-            if let Some(size) = fl.size {
+            // A probe's size waits for the CLI's readiness like any other;
+            // a push (the session is ready) is retried at once.
+            if let (Some(size), false) = (fl.size, fl.probe) {
                 self.last_pushed = None;
                 out.push(Action::Log(LogEvent::PushFailed {
                     id: fl.id,
@@ -323,18 +333,28 @@ impl Machine {
         } else {
             outcome
         };
-        match (fl.size, outcome) {
+        match (fl.probe, outcome) {
             (_, AgentOutcome::Broken(reason)) => self.fallback(now, &reason),
-            (None, AgentOutcome::NotYet) => {
+            (true, AgentOutcome::NotYet) => {
                 self.in_flight = None;
                 Vec::new()
             }
-            (None, AgentOutcome::Applied) => {
+            (true, AgentOutcome::Applied) => {
                 self.in_flight = None;
-                self.become_ready(now, "marker")
+                let mut out = Vec::new();
+                if let Some(size) = fl.size {
+                    self.last_pushed = Some(size);
+                    out.push(Action::Log(LogEvent::PushDone {
+                        id,
+                        size,
+                        took: now.saturating_sub(fl.since),
+                    }));
+                }
+                out.extend(self.become_ready(now, "marker"));
+                out
             }
-            (Some(_), AgentOutcome::Applied) => self.push_done(now, id, Outcome::Ok),
-            (Some(_), AgentOutcome::NotYet) => self.push_done(
+            (false, AgentOutcome::Applied) => self.push_done(now, id, Outcome::Ok),
+            (false, AgentOutcome::NotYet) => self.push_done(
                 now,
                 id,
                 Outcome::Failed("the session's program is gone".into()),
@@ -402,13 +422,15 @@ impl Machine {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.last_probe = Some(now);
+                let size = self.current.filter(|c| Some(*c) != self.last_pushed);
                 self.in_flight = Some(InFlight {
                     id,
-                    size: None,
+                    size,
+                    probe: true,
                     since: now,
                     aborting: false,
                 });
-                out.push(Action::Probe { id });
+                out.push(Action::Probe { id, size });
             }
         }
         if let Some((due, via)) = self.ready_due() {
@@ -431,7 +453,7 @@ impl Machine {
         let Some(fl) = self.in_flight.filter(|fl| fl.id == id) else {
             return Vec::new();
         };
-        let Some(size) = fl.size else {
+        let (Some(size), false) = (fl.size, fl.probe) else {
             // A probe reported as a push: its transport's words for it.
             let outcome = match outcome {
                 Outcome::Ok => AgentOutcome::Applied,
@@ -475,9 +497,10 @@ impl Machine {
     /// push failed, and the newest size is pushed again at once (the caller
     /// now uses one exec per push).
     pub fn transport_died(&mut self, now: Duration, reason: &str) -> Vec<Action> {
-        let Some(fl) = self.in_flight.take() else {
+        let Some(fl) = self.in_flight.filter(|fl| !fl.probe) else {
             return Vec::new();
         };
+        self.in_flight = None;
         let Some(size) = fl.size else {
             return Vec::new();
         };
@@ -515,7 +538,7 @@ impl Machine {
     fn request(&mut self, now: Duration, size: Size, out: &mut Vec<Action>) {
         if let Some(fl) = self.in_flight {
             let replaces = self.pending.replace(size);
-            if let Some(in_flight) = fl.size {
+            if let (Some(in_flight), false) = (fl.size, fl.probe) {
                 out.push(Action::Log(LogEvent::Coalesce {
                     size,
                     in_flight,
@@ -533,6 +556,7 @@ impl Machine {
         self.in_flight = Some(InFlight {
             id,
             size: Some(size),
+            probe: false,
             since: now,
             aborting: false,
         });

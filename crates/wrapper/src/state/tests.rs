@@ -59,7 +59,7 @@ fn probes(actions: &[Action]) -> Vec<u64> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Probe { id } => Some(*id),
+            Action::Probe { id, .. } => Some(*id),
             _ => None,
         })
         .collect()
@@ -426,25 +426,37 @@ fn agent_probes_from_started_every_poll_and_is_ready_when_the_program_is_seen() 
     // A slow probe: the next one starts as soon as it is back.
     m.agent_done(t(380), 2, AgentOutcome::NotYet);
     assert_eq!(m.next_deadline(), Some(t(350)), "already due");
-    assert_eq!(probes(&m.tick(t(380))), [3]);
-    // Seen: ready at once (no margin), the lock released, the newest size pushed.
+    // The probes since the resize carry the newest size.
+    let a = m.tick(t(380));
+    assert_eq!(
+        a,
+        [Action::Probe {
+            id: 3,
+            size: Some(S(80, 20))
+        }]
+    );
+    // Seen (and sized): ready at once (no margin), the lock released, the
+    // size counted as pushed: no second vm_exec for it.
     let a = m.agent_done(t(390), 3, AgentOutcome::Applied);
     assert!(m.is_ready());
     assert_eq!(ready_via(&a), Some(("marker", t(390))));
     assert!(a.contains(&Action::Ready));
-    assert_eq!(pushes(&a), [(4, S(80, 20))]);
-    // Steady state: the push's own report, then one push per change.
-    let a = m.agent_done(t(395), 4, AgentOutcome::Applied);
-    assert!(events(&a).contains(&"push-done"));
+    assert!(a.contains(&Action::Log(LogEvent::PushDone {
+        id: 3,
+        size: S(80, 20),
+        took: t(10)
+    })));
+    assert!(pushes(&a).is_empty());
     assert!(probes(&m.tick(t(10_000))).is_empty(), "no probe once ready");
-    assert_eq!(pushes(&m.winch(t(500), Ok(S(70, 20)))), [(5, S(70, 20))]);
+    // Steady state: one push per change, one in flight.
+    assert_eq!(pushes(&m.winch(t(500), Ok(S(70, 20)))), [(4, S(70, 20))]);
     assert!(
         pushes(&m.winch(t(501), Ok(S(60, 20)))).is_empty(),
         "one in flight"
     );
-    let a = m.agent_done(t(505), 5, AgentOutcome::Applied);
-    assert_eq!(pushes(&a), [(6, S(60, 20))]);
-    m.agent_done(t(510), 6, AgentOutcome::Applied);
+    let a = m.agent_done(t(505), 4, AgentOutcome::Applied);
+    assert_eq!(pushes(&a), [(5, S(60, 20))]);
+    m.agent_done(t(510), 5, AgentOutcome::Applied);
     assert_eq!(events(&m.winch(t(520), Ok(S(60, 20)))), ["size", "skip"]);
 }
 
@@ -591,4 +603,29 @@ fn a_probe_past_the_push_timeout_counts_as_broken() {
     assert_eq!(m.tick(t(100)), [Action::Abort { id: 1 }]);
     let a = m.agent_done(t(150), 1, AgentOutcome::NotYet);
     assert!(a.contains(&Action::Fallback));
+}
+
+#[test]
+fn a_resize_while_the_sized_probe_is_out_is_pushed_once_ready() {
+    let mut m = agent_machine();
+    m.started(t(0), "raw");
+    m.winch(t(1), Ok(S(90, 25)));
+    assert_eq!(
+        m.tick(t(2)),
+        [Action::Probe {
+            id: 1,
+            size: Some(S(90, 25))
+        }]
+    );
+    m.winch(t(3), Ok(S(70, 20)));
+    let a = m.agent_done(t(10), 1, AgentOutcome::Applied);
+    assert_eq!(pushes(&a), [(2, S(70, 20))]);
+    // A sized probe that breaks: no push before the CLI's readiness.
+    let mut m = agent_machine();
+    m.started(t(0), "raw");
+    m.winch(t(1), Ok(S(90, 25)));
+    m.tick(t(2));
+    let a = m.agent_done(t(10), 1, AgentOutcome::Broken("x".into()));
+    assert!(pushes(&a).is_empty() && !m.in_flight());
+    assert_eq!(pushes(&m.tick(t(2000))), [(2, S(90, 25))]);
 }
