@@ -80,7 +80,9 @@ fn clap_hints_are_kept_in_the_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("goes after '--'"));
     let out = run(&["--mode", "fast", "m", "--", "true"]);
     assert_one_line_error(&out, 2, "pty-resize: error: invalid value 'fast'");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[possible values: channel, exec]"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[possible values: agent, channel, exec]")
+    );
 }
 
 #[test]
@@ -217,7 +219,9 @@ fn help_documents_every_option_and_exit_code() {
         "--force-bridge",
         "--log",
         "PTY_RESIZE_LOG",
-        "[default: channel]",
+        "[default: agent]",
+        "PTY_RESIZE_AGENT_SOCKET",
+        "agent-fallback",
         "[default: 2000]",
         "[default: 10000]",
         "128+N",
