@@ -27,6 +27,8 @@ pub const READY_MARKER: &str = ".smolvm-ready";
 pub const SETTINGS_NAME: &str = "krun-standin.json";
 /// The guest file holding the crun delay the `crun` wrapper reads.
 pub const CRUN_DELAY_IN_GUEST: &str = "etc/krun-standin/crun-delay-ms";
+/// The guest file holding the crun stall the `crun` wrapper reads.
+pub const CRUN_STALL_IN_GUEST: &str = "etc/krun-standin/crun-stall-ms";
 /// Environment: a mount namespace file to return to first (the /dev/kvm
 /// stand-in runs `machine start` in a private mount namespace).
 pub const HOST_MNTNS_ENV: &str = "KRUN_STANDIN_HOST_MNTNS";
@@ -52,6 +54,10 @@ pub struct Settings {
     /// Milliseconds the guest's `crun` wrapper waits before `crun run`.
     #[serde(default)]
     pub crun_delay_ms: u64,
+    /// Milliseconds the guest's `crun` wrapper stops crun once the container
+    /// is created (its status file exists), before it runs.
+    #[serde(default)]
+    pub crun_stall_ms: u64,
     /// The registry, if the machine uses an image.
     #[serde(default)]
     pub registry: Option<Registry>,
@@ -126,23 +132,28 @@ fn supervise(record: &Path) -> Result<i32, String> {
     let private_root = work.join("root");
     let t0 = Instant::now();
     copy_root(&rootfs, &private_root)?;
-    let delay_file = private_root.join(CRUN_DELAY_IN_GUEST);
-    if let Some(d) = delay_file.parent() {
-        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    for (file, ms) in [
+        (CRUN_DELAY_IN_GUEST, settings.crun_delay_ms),
+        (CRUN_STALL_IN_GUEST, settings.crun_stall_ms),
+    ] {
+        let path = private_root.join(file);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&path, format!("{ms}\n")).map_err(|e| e.to_string())?;
     }
-    std::fs::write(&delay_file, format!("{}\n", settings.crun_delay_ms))
-        .map_err(|e| e.to_string())?;
-    // Without a delay, the real crun goes back in place: the natural window
-    // is measured without the wrapper's shell start.
+    // With neither knob, the real crun goes back in place: the natural
+    // window is measured without the wrapper's shell start.
     let real_crun = private_root.join("usr/bin/crun.real");
-    if settings.crun_delay_ms == 0 && real_crun.exists() {
+    if settings.crun_delay_ms == 0 && settings.crun_stall_ms == 0 && real_crun.exists() {
         std::fs::rename(&real_crun, private_root.join("usr/bin/crun"))
             .map_err(|e| format!("restore crun: {e}"))?;
     }
     log(&format!(
-        "private root ready in {} ms (crun delay {} ms)",
+        "private root ready in {} ms (crun delay {} ms, stall {} ms)",
         t0.elapsed().as_millis(),
-        settings.crun_delay_ms
+        settings.crun_delay_ms,
+        settings.crun_stall_ms
     ));
 
     let ns = |n: &str| safety::ns_inode(n).map_err(|e| format!("/proc/self/ns/{n}: {e}"));
