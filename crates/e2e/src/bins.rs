@@ -24,13 +24,21 @@ pub fn guest_tui() -> PathBuf {
 /// The variable that picks the smolvm client every `exec` goes through.
 pub const CLIENT_VAR: &str = "E2E_SMOLVM";
 
+/// The real 0.8.0 client, relative to the workspace root: the real-agent
+/// backend's default client.
+pub const REAL_CLIENT: &str = "../shared/smolvm-0.8.0/smolvm";
+
 /// The smolvm client the scenarios run `machine exec` with — the wrapped
 /// session and the wrapper's side channels alike: `$E2E_SMOLVM` when set
 /// (e.g. `../shared/smolvm-0.8.0/smolvm`, the real 0.8.0 client, or a user's
-/// own smolvm to check before an upgrade), else the fake's own client.
-/// `machine create/start/stop` always go through the fake.
+/// own smolvm to check before an upgrade), else the fake's own client — or,
+/// on the real-agent backend, [`REAL_CLIENT`]. `machine create/start/stop`
+/// go through the fake (or `scripts/real-machine`).
 pub fn smolvm_client() -> PathBuf {
-    match std::env::var_os(CLIENT_VAR).filter(|v| !v.is_empty()) {
+    let chosen = std::env::var_os(CLIENT_VAR)
+        .filter(|v| !v.is_empty())
+        .or_else(|| crate::backend::real_agent().then(|| REAL_CLIENT.into()));
+    match chosen {
         Some(path) => {
             let path = PathBuf::from(path);
             let path = if path.is_relative() {
@@ -61,4 +69,63 @@ pub fn real_client() -> bool {
 /// reproduce the seed bugs with (a script, nothing to build).
 pub fn naive_bridge() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/naive-bridge")
+}
+
+/// Where guest-tui lives in the real agent's image (see [`guest_tui_layer`]).
+pub const GUEST_TUI_IN_IMAGE: &str = "/usr/local/bin/guest-tui";
+
+/// A folder holding a static guest-tui at `usr/local/bin/guest-tui`: the
+/// layer `scripts/real-machine up --layer` adds to the real agent's image.
+///
+/// Why static: the image is the Alpine guest root (musl, no glibc), not the
+/// host's. Built once per test process with `+crt-static` for
+/// `x86_64-unknown-linux-gnu` into `target/static` (its own target folder,
+/// so the normal build is not invalidated by the flag). The first build
+/// compiles fake-smolvm's dependencies again (minutes); later ones are
+/// no-ops.
+pub fn guest_tui_layer() -> PathBuf {
+    static LAYER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LAYER.get_or_init(build_guest_tui_layer).clone()
+}
+
+fn build_guest_tui_layer() -> PathBuf {
+    let target = profile_dir()
+        .parent()
+        .expect("profile dir has a parent")
+        .join("static");
+    let triple = "x86_64-unknown-linux-gnu";
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(&cargo)
+        .current_dir(testkit::bins::workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "fake-smolvm",
+            "--bin",
+            "guest-tui",
+        ])
+        .args(["--target", triple, "--target-dir"])
+        .arg(&target)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .output()
+        .unwrap_or_else(|e| panic!("e2e: cannot run {cargo:?} to build a static guest-tui: {e}"));
+    if !output.status.success() {
+        panic!(
+            "e2e: building a static guest-tui failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let built = target.join(triple).join("debug/guest-tui");
+    let layer = target.join("guest-tui-layer");
+    let bin_dir = layer.join("usr/local/bin");
+    std::fs::create_dir_all(&bin_dir).expect("e2e: layer folder");
+    // Copy then rename: a reader never sees half a binary.
+    let partial = bin_dir.join(format!(".guest-tui.{}", std::process::id()));
+    std::fs::copy(&built, &partial)
+        .unwrap_or_else(|e| panic!("e2e: copying {}: {e}", built.display()));
+    std::fs::rename(&partial, bin_dir.join("guest-tui")).expect("e2e: layer's guest-tui");
+    layer
 }

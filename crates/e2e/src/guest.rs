@@ -3,13 +3,24 @@
 
 use crate::bins;
 
+/// Where the guest finds guest-tui: the host's fresh build on the fake
+/// (whose guest shares the host's files), [`bins::GUEST_TUI_IN_IMAGE`] in
+/// the real agent's image.
+pub fn tui_path() -> String {
+    if crate::backend::real_agent() {
+        bins::GUEST_TUI_IN_IMAGE.to_string()
+    } else {
+        bins::guest_tui().to_string_lossy().into_owned()
+    }
+}
+
 /// The `machine exec` arguments that run guest-tui on a TTY:
 /// `-t -- <guest-tui> --label LABEL <extra…>`.
 pub fn tui_exec_args(label: &str, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "-t".to_string(),
         "--".to_string(),
-        bins::guest_tui().to_string_lossy().into_owned(),
+        tui_path(),
         "--label".to_string(),
         label.to_string(),
     ];

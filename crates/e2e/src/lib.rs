@@ -18,6 +18,7 @@
 //! review` or by reading them.
 
 pub mod answer;
+pub mod backend;
 pub mod bins;
 pub mod cast;
 pub mod execs;
@@ -29,6 +30,7 @@ pub mod machine;
 pub mod place;
 pub mod procs;
 pub mod proctree;
+pub mod real_machine;
 pub mod screens;
 pub mod shell;
 pub mod snapshot;
@@ -39,6 +41,7 @@ pub mod tmux;
 mod tmux_server;
 mod tmux_stream;
 mod tmux_wait;
+pub mod vm_exec;
 pub mod wait;
 
 pub use exit::Exit;

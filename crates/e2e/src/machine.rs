@@ -6,6 +6,12 @@
 //! `machine stop --name NAME`), so it also exercises that surface; every
 //! `exec` goes through [`bins::smolvm_client`] (the fake's client, or the
 //! one `E2E_SMOLVM` names). Stopped on drop, pass or fail.
+//!
+//! On the real-agent backend (`E2E_BACKEND=real-agent`, see
+//! [`crate::backend`]) the machine is smolvm 0.8.0's own agent and crun,
+//! made by `scripts/real-machine up` and ended by `down` (see
+//! [`crate::real_machine`]); the fake's switches map where a faithful
+//! equivalent exists (`FAKE_SMOLVM_CRUN_MS` → `--crun-delay-ms`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,6 +23,7 @@ use tempfile::TempDir;
 
 use crate::bins;
 use crate::hermetic;
+use crate::real_machine::{self, RealMachine};
 
 /// A running fake machine with its own state folder.
 pub struct Machine {
@@ -24,6 +31,8 @@ pub struct Machine {
     name: String,
     env: Vec<(String, String)>,
     running: bool,
+    /// Set on the real-agent backend: what `scripts/real-machine up` said.
+    real: Option<RealMachine>,
 }
 
 /// What one CLI call printed.
@@ -64,7 +73,19 @@ impl Machine {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             running: false,
+            real: None,
         };
+        if crate::backend::real_agent() {
+            assert!(
+                image.is_some(),
+                "e2e: the real-agent backend has no bare machine; guard the scenario with e2e::backend::fake_only"
+            );
+            let plan = real_machine::plan(env).unwrap_or_else(|e| panic!("{e}"));
+            machine.env = plan.env.clone();
+            machine.running = true; // from here on, drop must try `down`
+            machine.real = Some(real_machine::up(name, machine.home(), &plan));
+            return machine;
+        }
         match image {
             Some(image) => machine.cli_ok(&["machine", "create", name, "--image", image]),
             None => machine.cli_ok(&["machine", "create", name]),
@@ -90,8 +111,23 @@ impl Machine {
         Host::at(self.cache_dir(), self.data_dir()).machine_dir(&self.name)
     }
 
-    /// Path of the guest agent's own log (`agent.log`).
+    /// The agent's socket, where smolvm's client (and a `vm_exec` writer)
+    /// reaches it: `<machine dir>/agent.sock`.
+    pub fn agent_socket(&self) -> PathBuf {
+        self.dir().join("agent.sock")
+    }
+
+    /// Whether this is the real 0.8.0 agent (the real-agent backend).
+    pub fn is_real_agent(&self) -> bool {
+        self.real.is_some()
+    }
+
+    /// Path of the guest agent's own log (`agent.log`; on the real agent,
+    /// the client's `agent-startup-error.log`, the `_boot-vm` stderr).
     pub fn agent_log_path(&self) -> PathBuf {
+        if self.real.is_some() {
+            return self.dir().join("agent-startup-error.log");
+        }
         self.dir().join("agent.log")
     }
 
@@ -104,6 +140,10 @@ impl Machine {
     /// Waits (up to 10 s) until the agent is done with every connection, so
     /// a side channel killed a moment ago has its line too.
     pub fn exec_log(&self) -> Vec<ExecRecord> {
+        assert!(
+            self.real.is_none(),
+            "e2e: exec.log is the fake's; guard this scenario with e2e::backend::fake_only"
+        );
         exec_log::read_settled(&self.dir(), std::time::Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("e2e: reading {}: {e}", self.exec_log_path().display()))
     }
@@ -125,17 +165,31 @@ impl Machine {
             ("HOME".to_string(), path(self.home().join("home"))),
         ];
         env.extend(self.env.iter().cloned());
+        if let Some(real) = &self.real {
+            // What `scripts/real-machine up` exported wins (its state
+            // folders, SMOLVM_LIB_DIR, …).
+            env.retain(|(k, _)| !real.exports.iter().any(|(rk, _)| rk == k));
+            env.extend(real.exports.iter().cloned());
+        }
         env
     }
 
-    /// This machine's private `XDG_CACHE_HOME` (`<home>/cache`).
+    /// This machine's private `XDG_CACHE_HOME` (`<home>/cache`, or what
+    /// `scripts/real-machine up` exported).
     pub fn cache_dir(&self) -> PathBuf {
-        self.home().join("cache")
+        match self.real.as_ref().and_then(|r| r.export("XDG_CACHE_HOME")) {
+            Some(dir) => PathBuf::from(dir),
+            None => self.home().join("cache"),
+        }
     }
 
-    /// This machine's private `XDG_DATA_HOME` (`<home>/data`).
+    /// This machine's private `XDG_DATA_HOME` (`<home>/data`, or what
+    /// `scripts/real-machine up` exported).
     pub fn data_dir(&self) -> PathBuf {
-        self.home().join("data")
+        match self.real.as_ref().and_then(|r| r.export("XDG_DATA_HOME")) {
+            Some(dir) => PathBuf::from(dir),
+            None => self.home().join("data"),
+        }
     }
 
     /// Where the wrapper started by [`Machine::wrapped_command`] writes its
@@ -238,9 +292,14 @@ impl Machine {
         tmux
     }
 
-    /// A hermetic `fake-smolvm` command with [`Machine::env`] set.
+    /// A hermetic `fake-smolvm` command with [`Machine::env`] set (the real
+    /// client on the real-agent backend).
     pub fn command(&self) -> Command {
-        let mut cmd = hermetic::command(bins::fake_smolvm());
+        let cli = match self.real {
+            Some(_) => bins::smolvm_client(),
+            None => bins::fake_smolvm(),
+        };
+        let mut cmd = hermetic::command(cli);
         cmd.envs(self.env());
         cmd
     }
@@ -288,8 +347,14 @@ impl Machine {
         out
     }
 
-    /// Stops the machine (`machine stop --name NAME`); panics if that fails.
+    /// Stops the machine (`machine stop --name NAME`, or `scripts/real-machine
+    /// down`); panics if that fails.
     pub fn stop(&mut self) {
+        if let Some(real) = &self.real {
+            real_machine::down(&self.name, real).unwrap_or_else(|e| panic!("{e}"));
+            self.running = false;
+            return;
+        }
         let name = self.name.clone();
         self.cli_ok(&["machine", "stop", "--name", &name]);
         self.running = false;
@@ -324,6 +389,12 @@ impl Drop for Machine {
             let _ = std::fs::remove_file(format!("/tmp/.pty-resize-{token}.pid"));
         }
         if !self.running {
+            return;
+        }
+        if let Some(real) = &self.real {
+            if let Err(e) = real_machine::down(&self.name, real) {
+                crate::note(&e);
+            }
             return;
         }
         let name = self.name.clone();

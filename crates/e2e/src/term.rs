@@ -290,6 +290,18 @@ impl Term {
             .unwrap_or_else(|e| panic!("e2e: writing keys to the PTY: {e}"));
     }
 
+    /// Whether the terminal is in raw mode now (`ICANON` off): on Linux,
+    /// `TCGETS` on the master reads the slave's settings, so this sees what
+    /// the program set (smolvm goes raw when the agent says `started`).
+    pub fn is_raw(&self) -> bool {
+        nix::sys::termios::tcgetattr(self.inner.master())
+            .map(|t| {
+                !t.local_flags
+                    .contains(nix::sys::termios::LocalFlags::ICANON)
+            })
+            .unwrap_or(false)
+    }
+
     /// How the program ended, if it has. The program is not reaped until
     /// drop, so its process group id cannot be reused meanwhile.
     pub fn try_exit(&mut self) -> Option<Exit> {
