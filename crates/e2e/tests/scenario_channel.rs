@@ -85,11 +85,17 @@ fn channel_failure_falls_back_to_exec(how: &str, extra: &[&str], reasons: &[&str
 
 #[test]
 fn a_channel_that_dies_falls_back_to_one_exec_per_resize() {
+    if e2e::backend::fake_only("exec.log and stub clients around the fake") {
+        return;
+    }
     channel_failure_falls_back_to_exec("echo 'Error: broken' >&2; exit 1", &[], &["eof", "write"]);
 }
 
 #[test]
 fn a_channel_that_hangs_times_out_and_falls_back() {
+    if e2e::backend::fake_only("exec.log and stub clients around the fake") {
+        return;
+    }
     channel_failure_falls_back_to_exec(
         "exec sleep 600",
         &["--push-timeout-ms", "500"],
@@ -99,6 +105,9 @@ fn a_channel_that_hangs_times_out_and_falls_back() {
 
 #[test]
 fn sigint_and_sigquit_to_the_wrapper_alone_do_not_end_the_session() {
+    if e2e::backend::fake_only("exec.log and stub clients around the fake") {
+        return;
+    }
     let machine = Machine::start("sigint", &[]);
     let mut term = Term::spawn(
         100,
@@ -129,6 +138,9 @@ fn sigint_and_sigquit_to_the_wrapper_alone_do_not_end_the_session() {
 
 #[test]
 fn a_machine_name_full_of_shell_syntax_never_reaches_a_shell() {
+    if e2e::backend::fake_only("exec.log and stub clients around the fake") {
+        return;
+    }
     let machine = Machine::start("plain", &[]);
     let pwned = machine.home().join("pwned");
     let evil = format!("$(touch {})", pwned.display());

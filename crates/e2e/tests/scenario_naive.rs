@@ -9,6 +9,9 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 #[test]
 fn without_the_wrapper_the_guest_sees_a_0x0_terminal_in_a_100x30_pty() {
+    if e2e::backend::skipped() {
+        return;
+    }
     let machine = Machine::start("naive", &[]);
     let mut term = Term::spawn(
         100,
@@ -22,6 +25,9 @@ fn without_the_wrapper_the_guest_sees_a_0x0_terminal_in_a_100x30_pty() {
 
     term.send_keys("q");
     assert_eq!(term.wait_exit(DEADLINE), Exit::Code(0));
+    if machine.is_real_agent() {
+        return; // no exec.log there: the screen above is the evidence
+    }
     let log = machine.exec_log();
     assert_eq!(log.len(), 1, "no bridge, so no side-channel: {log:#?}");
     assert_eq!(log[0].fault, None, "{log:#?}");

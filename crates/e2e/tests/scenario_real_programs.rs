@@ -474,66 +474,105 @@ fn bare(program: Program, place: Place) {
 
 #[test]
 fn vim_through_pty_resize_in_a_pty_starts_at_100x30_and_follows_80x24_then_120x40() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     wrapped(Program::Vim, Place::Pty);
 }
 
 #[test]
 fn vim_through_pty_resize_in_tmux_starts_at_100x30_and_follows_80x24_then_120x40() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     wrapped(Program::Vim, Place::Tmux);
 }
 
 #[test]
 fn vim_under_bare_smolvm_0_8_0_in_a_pty_draws_at_80x24_in_100x30() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     bare(Program::Vim, Place::Pty);
 }
 
 #[test]
 fn vim_under_bare_smolvm_0_8_0_in_tmux_draws_at_80x24_in_100x30() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     bare(Program::Vim, Place::Tmux);
 }
 
 #[test]
 fn less_through_pty_resize_in_a_pty_starts_at_100x30_and_follows_80x24_then_120x40() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     wrapped(Program::Less, Place::Pty);
 }
 
 #[test]
 fn less_through_pty_resize_in_tmux_starts_at_100x30_and_follows_80x24_then_120x40() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     wrapped(Program::Less, Place::Tmux);
 }
 
 #[test]
 fn less_under_bare_smolvm_0_8_0_in_a_pty_draws_at_80x24_in_100x30() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     bare(Program::Less, Place::Pty);
 }
 
 #[test]
 fn less_under_bare_smolvm_0_8_0_in_tmux_draws_at_80x24_in_100x30() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     bare(Program::Less, Place::Tmux);
 }
 
 #[test]
 fn top_through_pty_resize_in_a_pty_starts_at_100x30_and_follows_80x24_then_120x40() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     wrapped(Program::Top, Place::Pty);
 }
 
 #[test]
 fn top_through_pty_resize_in_tmux_starts_at_100x30_and_follows_80x24_then_120x40() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     wrapped(Program::Top, Place::Tmux);
 }
 
 #[test]
 fn top_under_bare_smolvm_0_8_0_in_a_pty_draws_at_80x24_in_100x30() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     bare(Program::Top, Place::Pty);
 }
 
 #[test]
 fn top_under_bare_smolvm_0_8_0_in_tmux_draws_at_80x24_in_100x30() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     bare(Program::Top, Place::Tmux);
 }
 
 #[test]
 fn the_ruler_marks_every_fifth_column() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     let r = ruler();
     assert_eq!(r.len(), 200);
     assert_eq!(&r[..20], "....+....1....+....2");
@@ -542,6 +581,9 @@ fn the_ruler_marks_every_fifth_column() {
 
 #[test]
 fn top_is_masked_to_its_stable_rows() {
+    if e2e::backend::fake_only("the host's vim, less and top in the fake's guest (the image here has busybox's; scenario_real_agent runs busybox less)") {
+        return;
+    }
     let snap = "size 12x9 cursor row 8 col 3 hidden normal-screen\n\
                 |top - 01:02 |\n|Tasks: 9 tot|\n|%Cpu(s): 1.0|\n|MiB Mem : 12|\n\
                 |MiB Swap: 0 |\n|            |\n|    PID USER|\n|  1 root    |\n|  2 root    |\n\

@@ -95,21 +95,33 @@ fn terminal_is_handed_back(kill_client: bool, signal: nix::sys::signal::Signal, 
 
 #[test]
 fn sigterm_to_the_wrapper_hands_the_terminal_back_as_it_was() {
+    if e2e::backend::fake_only("the fake's guest pid files and exec.log") {
+        return;
+    }
     terminal_is_handed_back(false, nix::sys::signal::Signal::SIGTERM, 143);
 }
 
 #[test]
 fn sighup_to_the_wrapper_hands_the_terminal_back_as_it_was() {
+    if e2e::backend::fake_only("the fake's guest pid files and exec.log") {
+        return;
+    }
     terminal_is_handed_back(false, nix::sys::signal::Signal::SIGHUP, 129);
 }
 
 #[test]
 fn smolvm_killed_mid_session_hands_the_terminal_back_as_it_was() {
+    if e2e::backend::fake_only("the fake's guest pid files and exec.log") {
+        return;
+    }
     terminal_is_handed_back(true, nix::sys::signal::Signal::SIGKILL, 137);
 }
 
 #[test]
 fn without_the_wrapper_a_killed_smolvm_leaves_the_terminal_raw_and_nonblocking() {
+    if e2e::backend::fake_only("the fake's guest pid files and exec.log") {
+        return;
+    }
     // The reference: the client alone, killed, restores nothing.
     let machine = Machine::start("bare-kill", &[]);
     let dir = machine.home();
@@ -157,6 +169,9 @@ fn without_the_wrapper_a_killed_smolvm_leaves_the_terminal_raw_and_nonblocking()
 
 #[test]
 fn a_sigkilled_wrapper_leaves_no_smolvm_or_guest_after_a_second() {
+    if e2e::backend::fake_only("the fake's guest pid files and exec.log") {
+        return;
+    }
     // Under a shell, as from a job-control shell: the wrapper is not the
     // session leader, so its death sends no SIGHUP to anyone; only the
     // wrapper's own parent-death signal can take smolvm with it.
