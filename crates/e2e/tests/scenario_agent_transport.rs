@@ -281,7 +281,7 @@ fn through_the_agent_the_guest_follows_each_resize_and_nothing_is_left_in_the_gu
     // Nothing recorded in the guest: the main exec's command writes no file.
     let main = execs::main_exec(&records);
     assert!(
-        main.argv.iter().all(|a| !a.contains("/tmp/")),
+        main.argv.iter().all(|a| !a.contains(".pty-resize-")),
         "the prologue writes into the guest: {:?}",
         main.argv
     );
@@ -293,11 +293,13 @@ fn through_the_agent_the_guest_follows_each_resize_and_nothing_is_left_in_the_gu
 
 #[test]
 fn a_storm_of_50_resizes_during_bring_up_is_one_push_of_the_last_size() {
-    let machine = Machine::start("storm", &[("FAKE_SMOLVM_CRUN_MS", "1500")]);
+    // A PTY: its resizes are ioctls, so all 50 land inside the window (a
+    // tmux window resize is a client round trip each).
+    let machine = Machine::start("storm", &[("FAKE_SMOLVM_CRUN_MS", "2000")]);
     let log = machine.home().join("storm.log");
     let label = "agent-storm";
     let argv = machine.wrapped_argv_logging_to(&log, &[], &guest::tui_exec_args(label, &[]));
-    let mut screen = Screen::open(Place::Tmux, &machine, 100, 30, &argv, Some(&log));
+    let mut screen = Screen::open(Place::Pty, &machine, 100, 30, &argv, Some(&log));
     wait_for(
         "the wrapper to see smolvm's switch to raw mode",
         DEADLINE,
@@ -309,6 +311,12 @@ fn a_storm_of_50_resizes_during_bring_up_is_one_push_of_the_last_size() {
     }
     let last = (60 + 49, 20 + 49 % 7);
     screen.wait_for_text(&guest::status_at(label, last.0, last.1), DEADLINE);
+    wait_for(
+        "the wrapper to log readiness",
+        DEADLINE,
+        || events(&log).iter().any(|r| r.event == "ready"),
+        || log_text(&log),
+    );
     screen.send_keys("q");
     assert_eq!(screen.wait_exit(DEADLINE), Exit::Code(0));
     let marker = field(&log, "agent", "marker").expect("agent event");

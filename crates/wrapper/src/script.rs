@@ -46,6 +46,15 @@ pub const NOT_YET: i32 = 10;
 /// [`find_and_size`]'s exit code when `stty` failed on the session's PTY.
 pub const STTY_FAILED: i32 = 11;
 
+/// How many times one [`find_and_size`] scans `/proc` before it answers
+/// [`NOT_YET`], and the pause between scans (seconds, for `sleep`): a probe
+/// sees the program within one scan and pause of its container running,
+/// without a round trip per look; and it ends within ~0.1 s, so a resize
+/// made while it is out (its size is fixed when sent) waits little for the
+/// next probe, which carries it.
+const SCANS: u32 = 8;
+const PAUSE: &str = "0.01";
+
 /// The first word of the agent transport's prologue: how [`find_and_size`]
 /// tells "the prologue is still running" (its `stty` could still land after
 /// a push) from "the command runs".
@@ -72,11 +81,12 @@ pub fn prologue_quiet(size: Size) -> String {
 /// terminal (field 7 ≠ 0) and whose parent does not carry the marker (its
 /// children inherit it; one of them may lead a session of its own). `stat`
 /// is split after its last `)`: the command name may hold spaces and
-/// parentheses (the slow longest match `##*)` only then). `read` is a
-/// builtin and `grep -z` reads NUL-separated files itself, so scanning
-/// `/proc` forks only for the few session leaders with a terminal, one
-/// `grep` each (busybox's `grep` has `-z`).
+/// parentheses (the slow longest match `##*)` only then). One scan is one
+/// `grep -lz` over every `/proc/*/environ` (C, not a shell loop: it stays
+/// cheap with hundreds of processes); only the few that carry the marker
+/// (the program and its children) are looked at further.
 ///
+/// It looks up to [`SCANS`] times, [`PAUSE`] s apart, before it gives up.
 /// Exit 0: found (and, with a size, `stty -F /proc/<pid>/fd/0` applied it,
 /// then one late SIGWINCH to its group 0.1 s later, in the background, for
 /// programs that took the first of `stty`'s two ioctls mid-redraw; see
@@ -91,23 +101,23 @@ pub fn find_and_size() -> String {
         "i=$1 c=$2 r=$3; \
 case \"$i\" in ''|*[!0-9a-f]*) exit 2;; esac; \
 case \"$c:$r\" in :) ;; *[!0-9:]*|:*|*:) exit 2;; esac; \
-m={MARKER_VAR}=$i; \
-for d in /proc/[0-9]*; do \
-p=${{d#/proc/}}; \
-read -r s 2>/dev/null <\"$d/stat\" || continue; \
-case \"$s\" in *') '*') '*) s=${{s##*\\)}};; *) s=${{s#*) }};; esac; \
-set -- $s; \
-[ \"$4\" = \"$p\" ] && [ \"$5\" != 0 ] || continue; \
-q=$2; \
-grep -qxz \"$m\" \"$d/environ\" 2>/dev/null || continue; \
-grep -qxz \"$m\" \"/proc/$q/environ\" 2>/dev/null && continue; \
-grep -qz '^{PROLOGUE_MARK}' \"$d/cmdline\" 2>/dev/null && exit {NOT_YET}; \
+m={MARKER_VAR}=$i; k=0; \
+while :; do \
+for e in $(grep -lxzF \"$m\" /proc/[0-9]*/environ 2>/dev/null); do \
+d=${{e%/environ}}; p=${{d#/proc/}}; \
+read -r x n t pp pg se tt x 2>/dev/null <\"$d/stat\" || continue; \
+case \"$n$t\" in *')'[A-Za-z]) ;; *) read -r s <\"$d/stat\" || continue; \
+set -- ${{s##*\\)}}; pp=$2 se=$4 tt=$5;; esac; \
+[ \"$se\" = \"$p\" ] && [ \"$tt\" != 0 ] || continue; \
+grep -qxzF \"$m\" \"/proc/$pp/environ\" 2>/dev/null && continue; \
+grep -qz '^{PROLOGUE_MARK}' \"$d/cmdline\" 2>/dev/null && break; \
 [ -z \"$c\" ] && exit 0; \
 stty -F \"$d/fd/0\" cols \"$c\" rows \"$r\" || exit {STTY_FAILED}; \
 ( sleep 0.1; kill -s WINCH -- \"-$p\" || kill -s WINCH \"$p\"; ) </dev/null >/dev/null 2>&1 & \
 exit 0; \
 done; \
-exit {NOT_YET}"
+k=$((k+1)); [ \"$k\" -lt {SCANS} ] || exit {NOT_YET}; sleep {PAUSE}; \
+done"
     )
 }
 
