@@ -24,6 +24,24 @@ pub fn side_channels(records: &[ExecRecord]) -> Vec<&ExecRecord> {
     records.iter().filter(|r| !r.tty).collect()
 }
 
+/// The side channels that went through the CLI into a container (no TTY,
+/// container level): what a bring-up can be hurt by. `pty-resize`'s agent
+/// transport sends `vm_exec`s at VM level instead, which are not counted.
+pub fn container_side_channels(records: &[ExecRecord]) -> Vec<&ExecRecord> {
+    records
+        .iter()
+        .filter(|r| !r.tty && r.level == fake_smolvm::exec_log::Level::Container)
+        .collect()
+}
+
+/// The `vm_exec`s (VM level): the agent transport's probes and pushes.
+pub fn vm_level(records: &[ExecRecord]) -> Vec<&ExecRecord> {
+    records
+        .iter()
+        .filter(|r| r.level == fake_smolvm::exec_log::Level::Vm)
+        .collect()
+}
+
 /// Pairs of records where one touched the machine (wrote `config.json`,
 /// resolved the main container) inside the other's crun window: what kills
 /// or tears a session. Indexes into `records`.

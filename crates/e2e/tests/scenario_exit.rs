@@ -111,5 +111,7 @@ fn a_guest_that_exits_at_once_ends_the_wrapper_at_once_even_with_the_fallback_ti
     let log = machine.wrapper_log();
     assert!(log.contains("readiness=timer"), "{log}");
     assert!(!log.contains("event=ready "), "{log}");
-    assert!(execs::side_channels(&machine.exec_log()).is_empty());
+    // The agent transport probes from launch here (raw mode cannot be
+    // seen): VM-level `vm_exec`s, harmless; no side channel into the machine.
+    assert!(execs::container_side_channels(&machine.exec_log()).is_empty());
 }
