@@ -131,9 +131,14 @@ fn reap(child: &mut Child) {
 /// window), quit once the guest shows 90x25 (panics otherwise). Returns the
 /// decision log's path.
 pub fn resize_at_raw(machine: &Machine, place: Place, n: usize) -> PathBuf {
+    resize_at_raw_with(machine, place, n, &[])
+}
+
+/// [`resize_at_raw`] with pty-resize options `opts` (e.g. `--mode channel`).
+pub fn resize_at_raw_with(machine: &Machine, place: Place, n: usize, opts: &[&str]) -> PathBuf {
     let label = format!("raw-{n}");
     let log = machine.home().join(format!("raw-{n}.log"));
-    let argv = machine.wrapped_argv_logging_to(&log, &[], &guest::tui_exec_args(&label, &[]));
+    let argv = machine.wrapped_argv_logging_to(&log, opts, &guest::tui_exec_args(&label, &[]));
     let mut screen = Screen::open(place, machine, 100, 30, &argv, Some(&log));
     wait_for(
         "the wrapper to see smolvm's switch to raw mode",
