@@ -11,6 +11,7 @@ use clap::Parser;
 
 use crate::cli::{self, Cli};
 use crate::error::Error;
+use crate::guardian;
 use crate::handoff;
 use crate::log::Log;
 use crate::log_event::LogEvent;
@@ -32,6 +33,8 @@ pub enum Invocation {
     Info(String),
     /// The hidden hand-off supervisor ([`handoff::supervise`]).
     Handoff(Vec<String>),
+    /// The hidden terminal guardian ([`guardian::run`]).
+    Guardian,
 }
 
 /// Parses the process's arguments and `PTY_RESIZE_LOG`.
@@ -52,6 +55,9 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         return Ok(Invocation::Handoff(rest));
+    }
+    if args.get(1).is_some_and(|a| a == guardian::SUBCOMMAND) {
+        return Ok(Invocation::Guardian);
     }
     let mut cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -125,6 +131,7 @@ pub fn run(inv: Invocation) -> Result<i32, Error> {
             return Ok(0);
         }
         Invocation::Handoff(args) => return Ok(handoff::supervise(&args)),
+        Invocation::Guardian => return Ok(guardian::run()),
         Invocation::Wrap(cli) => cli,
     };
     let start = Instant::now();

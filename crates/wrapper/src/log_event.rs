@@ -216,6 +216,14 @@ pub enum LogEvent {
         /// fd 0's status flags (O_NONBLOCK).
         flags: &'static str,
     },
+    /// `guardian pid=` or `guardian reason=`: the process that hands the
+    /// terminal back should the wrapper be SIGKILLed, or why there is none.
+    Guardian {
+        /// Its pid, when it runs.
+        pid: Option<u32>,
+        /// Why it does not.
+        reason: Option<String>,
+    },
     /// `handoff pid= deadline_ms=`: a side channel still in its bring-up is
     /// left to finish under a supervisor.
     Handoff {
@@ -279,6 +287,7 @@ impl LogEvent {
             Self::ChannelDead { .. } => "channel-dead",
             Self::Signal { .. } => "signal",
             Self::Restore { .. } => "restore",
+            Self::Guardian { .. } => "guardian",
             Self::Handoff { .. } => "handoff",
             Self::HandoffDone { .. } => "handoff-done",
             Self::Exit { .. } => "exit",
@@ -434,6 +443,10 @@ impl LogEvent {
             Self::Restore { termios, flags } => {
                 f.push(("termios", s(termios)));
                 f.push(("flags", s(flags)));
+            }
+            Self::Guardian { pid, reason } => {
+                f.extend(pid.map(|p| ("pid", p.to_string())));
+                f.extend(reason.as_deref().map(|r| ("reason", s(r))));
             }
             Self::Handoff { pid, deadline } => {
                 f.push(("pid", pid.to_string()));
