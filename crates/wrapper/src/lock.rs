@@ -161,10 +161,7 @@ mod tests {
             dir_candidates(o("/run/u"), o("/c"), o("/h")),
             p(&["/run/u/pty-resize", "/c/pty-resize", "/h/.cache/pty-resize"])
         );
-        assert_eq!(
-            dir_candidates(o(""), o("/c"), None),
-            p(&["/c/pty-resize"])
-        );
+        assert_eq!(dir_candidates(o(""), o("/c"), None), p(&["/c/pty-resize"]));
         assert_eq!(
             dir_candidates(None, None, o("/h")),
             p(&["/h/.cache/pty-resize"])
