@@ -103,8 +103,17 @@ pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
         });
     }
     let lock_path = launch::lock_path(&plan.machine);
-    let main_lock = match launch::main_lock(lock_path.as_deref(), &rx, &tx, &mut log) {
+    let main_lock = match launch::main_lock(&plan.machine, lock_path.as_deref(), &rx, &tx, &mut log)
+    {
         LockWait::Go(lock) => lock,
+        LockWait::TimedOut(waited) => {
+            return Err(Error::Internal(format!(
+                "gave up after {} s waiting for machine '{}': another session's start-up \
+                 still holds its lock",
+                waited.as_secs(),
+                plan.machine
+            )));
+        }
         LockWait::Ended(sig) => {
             let code = 128 + sig.raw();
             log.event(&LogEvent::Exit {

@@ -238,6 +238,36 @@ fn sigterm_while_waiting_for_the_machine_lock_ends_the_wrapper_without_a_smolvm(
 }
 
 #[test]
+fn ctrl_c_while_waiting_for_the_machine_lock_gives_up_after_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (Pty::new(100, 30), Pty::new(80, 24));
+    // A long bring-up (before raw mode) keeps A's lock held for a while.
+    let mut a = Setup::new(dir.path(), "m")
+        .env("STUB_BRINGUP_MS", 5000)
+        .spawn(&pa);
+    a.wait_event("lock");
+    let mut b = Setup {
+        log_name: "b.log",
+        ..Setup::new(dir.path(), "m")
+    }
+    .spawn(&pb);
+    b.wait_event("lock-wait");
+    // After a second, one line says why nothing happens and how to leave.
+    b.wait_output("waiting for another session's start-up on machine 'm'");
+    // No child yet: Ctrl-C (the terminal's SIGINT to its foreground group)
+    // ends the wait, as it would end a plain smolvm.
+    pb.type_in(b"\x03");
+    assert_eq!(b.wait_exit().code(), Some(130));
+    assert_eq!(b.count("start"), 0);
+    assert_eq!(quit(&mut a, &pa), 0);
+    assert_eq!(
+        steps(dir.path(), "main-start").len(),
+        1,
+        "B never spawned smolvm"
+    );
+}
+
+#[test]
 fn a_side_channel_still_in_its_bring_up_is_left_to_finish() {
     for (mode, start, done) in [
         ("channel", "channel-start", "channel-eof"),
