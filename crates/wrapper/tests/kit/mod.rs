@@ -246,10 +246,14 @@ impl Run {
     /// Waits until the terminal shows `text` (the wrapper's own stderr,
     /// before smolvm runs, is the terminal too); panics with what it showed.
     pub fn wait_output(&self, text: &str) {
-        let seen = self
-            .output
-            .wait_until(DEADLINE, |st| String::from_utf8_lossy(&st.raw).contains(text));
-        assert!(seen, "never showed {text:?}; it showed {:?}", self.output.text());
+        let seen = self.output.wait_until(DEADLINE, |st| {
+            String::from_utf8_lossy(&st.raw).contains(text)
+        });
+        assert!(
+            seen,
+            "never showed {text:?}; it showed {:?}",
+            self.output.text()
+        );
     }
 
     /// The stub main exec's pid (from the `start` record).
