@@ -240,6 +240,9 @@ pub enum LogEvent {
         outcome: &'static str,
         /// Since the hand-off.
         after: Duration,
+        /// Termination signals the supervisor received and ignored (the
+        /// bring-up must finish: its deadline bounds it), comma-separated.
+        ignored: Option<String>,
     },
     /// `exit code= status=`: the wrapper's exit (status: `exit-N`, `signal-N`, or a reason).
     Exit {
@@ -456,10 +459,12 @@ impl LogEvent {
                 pid,
                 outcome,
                 after,
+                ignored,
             } => {
                 f.push(("pid", pid.to_string()));
                 f.push(("outcome", s(outcome)));
                 f.push(("after_ms", ms(*after)));
+                f.extend(ignored.clone().map(|v| ("ignored", v)));
             }
             Self::Exit { code, status } => {
                 f.push(("code", code.to_string()));

@@ -342,6 +342,7 @@ impl Pusher {
                 pid,
                 outcome: "killed",
                 after: Duration::ZERO,
+                ignored: None,
             });
             log.event(&LogEvent::ChannelDead {
                 reason: format!("handoff: {e}"),
