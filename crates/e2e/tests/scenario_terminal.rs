@@ -118,6 +118,60 @@ fn smolvm_killed_mid_session_hands_the_terminal_back_as_it_was() {
 }
 
 #[test]
+fn a_sigkilled_wrapper_at_raw_mode_has_the_terminal_handed_back_within_a_second() {
+    // SIGKILL runs none of the wrapper's code, and smolvm's client dies by
+    // its parent-death signal without restoring: only the guardian, a
+    // process outside the session, can hand the terminal back.
+    let machine = Machine::start("k9-term", &[]);
+    let dir = machine.home();
+    let argv = machine.wrapped_argv(&[], &guest::tui_exec_args("k9-term", &[]));
+    // After the wrapper: poll (bounded, about 2 s) until the terminal is as
+    // before, and record how long that took.
+    let script = format!(
+        "{STATE} > {before}; {wrapped}; rc=$?; t0=$(date +%s%N); n=0; \
+         while [ \"$({STATE})\" != \"$(cat {before})\" ] && [ $n -lt 400 ]; do n=$((n+1)); done; \
+         echo $(( ($(date +%s%N) - t0) / 1000000 )) > {ms}; {STATE} > {after}; echo $rc > {rc}",
+        before = dir.join("before").display(),
+        after = dir.join("after").display(),
+        ms = dir.join("ms").display(),
+        rc = dir.join("rc").display(),
+        wrapped = shell::join(&argv),
+    );
+    let mut cmd = hermetic::command("sh");
+    cmd.arg("-c").arg(script).envs(machine.env());
+    let mut term = Term::spawn(100, 30, cmd);
+    term.watch(&machine);
+    term.wait_for_text(&guest::first_frame(100, 30), DEADLINE);
+    let (wrapper, _) = wrapper_and_client(&term);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(wrapper),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(
+        "the shell to record the terminal after the killed wrapper",
+        DEADLINE,
+        || read(dir, "rc").ends_with('\n'),
+        || format!("screen:\n{}", term.contents()),
+    );
+    assert_eq!(read(dir, "rc").trim(), "137", "the shell saw the SIGKILL");
+    let (before, after) = (read(dir, "before"), read(dir, "after"));
+    assert!(!before.is_empty(), "no state recorded before");
+    assert_eq!(after, before, "the terminal (stty -g, fd 0 flags) changed");
+    let ms: u64 = read(dir, "ms").trim().parse().unwrap_or(u64::MAX);
+    assert!(ms <= 1000, "handed back after {ms} ms, not within a second");
+    assert_eq!(term.wait_exit(DEADLINE), Exit::Code(0));
+    let guardian = Machine::wrapper_events(&machine.wrapper_log_path())
+        .into_iter()
+        .find(|r| r.event == "guardian");
+    assert!(
+        guardian.is_some_and(|r| r.get("pid").is_some()),
+        "{}",
+        machine.wrapper_log()
+    );
+}
+
+#[test]
 fn without_the_wrapper_a_killed_smolvm_leaves_the_terminal_raw_and_nonblocking() {
     if e2e::backend::fake_only("the fake's guest pid files and exec.log") {
         return;

@@ -11,6 +11,7 @@ use clap::Parser;
 
 use crate::cli::{self, Cli};
 use crate::error::Error;
+use crate::guardian;
 use crate::handoff;
 use crate::log::Log;
 use crate::log_event::LogEvent;
@@ -32,6 +33,8 @@ pub enum Invocation {
     Info(String),
     /// The hidden hand-off supervisor ([`handoff::supervise`]).
     Handoff(Vec<String>),
+    /// The hidden terminal guardian ([`guardian::run`]).
+    Guardian,
 }
 
 /// Parses the process's arguments and `PTY_RESIZE_LOG`.
@@ -53,6 +56,9 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
             .collect();
         return Ok(Invocation::Handoff(rest));
     }
+    if args.get(1).is_some_and(|a| a == guardian::SUBCOMMAND) {
+        return Ok(Invocation::Guardian);
+    }
     let mut cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -61,13 +67,7 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     Ok(Invocation::Info(e.render().to_string()))
                 }
-                _ => {
-                    let mut line = cli::one_line_error(&e.render().to_string());
-                    if !has_separator {
-                        line.push_str("; tip: the smolvm command goes after '--': pty-resize MACHINE -- smolvm machine exec …");
-                    }
-                    Err(Error::Usage(line))
-                }
+                _ => Err(Error::Usage(usage_line(&e, has_separator))),
             };
         }
     };
@@ -77,6 +77,40 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
     }
     cli.validate().map_err(Error::Usage)?;
     Ok(Invocation::Wrap(Box::new(cli)))
+}
+
+/// The one line a usage error prints, with the tip that fixes it.
+///
+/// clap's own tip for an unknown `-x` ("use '-- -x'") would be wrong here:
+/// after `--` comes the smolvm command, and smolvm rejects machine names
+/// that start with `-` anyway. A word where the machine's `--` should be
+/// (`pty-resize M smolvm …`) gets the separator's tip, even when a later
+/// `--` belongs to smolvm.
+fn usage_line(e: &clap::Error, has_separator: bool) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    const SEPARATOR_TIP: &str =
+        "tip: the smolvm command goes after '--': pty-resize MACHINE -- smolvm machine exec …";
+    let unknown = match (e.kind(), e.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(arg))) => Some(arg.as_str()),
+        _ => None,
+    };
+    match unknown {
+        Some(arg) if arg.starts_with('-') => format!(
+            "unexpected argument '{arg}' found: not an option of pty-resize, \
+             and a machine name (smolvm's rule) starts with a letter or digit"
+        ),
+        Some(arg) => {
+            format!("unexpected argument '{arg}' found; {SEPARATOR_TIP}")
+        }
+        _ => {
+            let mut line = cli::one_line_error(&e.render().to_string());
+            if !has_separator {
+                line.push_str("; ");
+                line.push_str(SEPARATOR_TIP);
+            }
+            line
+        }
+    }
 }
 
 /// Why the argv runs as is, if it does (pure).
@@ -125,6 +159,7 @@ pub fn run(inv: Invocation) -> Result<i32, Error> {
             return Ok(0);
         }
         Invocation::Handoff(args) => return Ok(handoff::supervise(&args)),
+        Invocation::Guardian => return Ok(guardian::run()),
         Invocation::Wrap(cli) => cli,
     };
     let start = Instant::now();
@@ -260,6 +295,18 @@ mod tests {
         assert!(e.to_string().contains("--fallback-ms 0"), "{e}");
         let e = parse_from(args(&["m", "smolvm", "machine"]), None).unwrap_err();
         assert!(e.to_string().contains("goes after '--'"), "{e}");
+        let e = parse_from(
+            args(&["m", "smolvm", "machine", "exec", "-t", "--", "x"]),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("goes after '--'"), "{e}");
+        let e = parse_from(args(&["-m", "--", "smolvm"]), None).unwrap_err();
+        assert!(!e.to_string().contains("'-- -m'"), "{e}");
+        assert!(
+            e.to_string().contains("starts with a letter or digit"),
+            "{e}"
+        );
         let e = parse_from(args(&["m", "--", "a", "--x"]), None);
         assert!(e.is_ok(), "after -- everything is the command's");
     }

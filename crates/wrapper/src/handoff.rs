@@ -14,6 +14,8 @@
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::log::format_line;
@@ -25,6 +27,18 @@ pub const SUBCOMMAND: &str = "__handoff";
 /// How long the killed side channel may take to disappear before the
 /// supervisor gives up watching it.
 const AFTER_KILL: Duration = Duration::from_secs(1);
+
+/// The signals the supervisor notes and ignores.
+const SUPERVISOR_IGNORES: [i32; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT];
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        _ => "SIGQUIT",
+    }
+}
 
 /// Opens a pidfd for `pid` (Linux 5.3+); `None` elsewhere or on error.
 pub fn pidfd_open(pid: u32) -> Option<RawFd> {
@@ -208,6 +222,14 @@ pub fn supervise(args: &[String]) -> i32 {
         return 2;
     };
     let start = Instant::now();
+    // Ending early would release the machine lock while the bring-up still
+    // runs in the VM (killing the client does not stop it): termination
+    // signals are noted and ignored; the deadline bounds the wait anyway.
+    let caught = SUPERVISOR_IGNORES.map(|sig| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let _ = signal_hook::flag::register(sig, flag.clone());
+        (sig, flag)
+    });
     let outcome = if wait_gone(&h, h.deadline) {
         "exited"
     } else {
@@ -218,10 +240,16 @@ pub fn supervise(args: &[String]) -> i32 {
         "killed"
     };
     if let Some(fd) = h.log_fd {
+        let ignored: Vec<&str> = caught
+            .iter()
+            .filter(|(_, flag)| flag.load(Ordering::Relaxed))
+            .map(|(sig, _)| signal_name(*sig))
+            .collect();
         let ev = LogEvent::HandoffDone {
             pid: h.pid,
             outcome,
             after: start.elapsed(),
+            ignored: (!ignored.is_empty()).then(|| ignored.join(",")),
         };
         let line = format_line(h.t0 + start.elapsed(), ev.name(), &ev.fields());
         // SAFETY: a write of a valid buffer to an inherited fd.

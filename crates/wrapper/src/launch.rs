@@ -56,14 +56,25 @@ impl MainLock {
 pub enum LockWait {
     /// Held (or `None`: no lock could be used; the session is uncoordinated).
     Go(Option<MainLock>),
-    /// A termination signal arrived while waiting: no child to forward it to,
-    /// so the wrapper ends with it.
+    /// A termination signal (or Ctrl-C, Ctrl-\\) arrived while waiting: no
+    /// child to forward it to, so the wrapper ends with it.
     Ended(Sig),
+    /// [`LOCK_WAIT_LIMIT`] passed: a start-up never takes that long, so the
+    /// holder is stuck (stopped with Ctrl-Z, say); the wrapper gives up.
+    TimedOut(Duration),
 }
 
+/// After this long waiting for the machine's lock, one line on stderr says why.
+pub const LOCK_WAIT_NOTICE: Duration = Duration::from_secs(1);
+
+/// The longest wait for the machine's lock before giving up (exit 1).
+pub const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(120);
+
 /// Takes the machine's lock before the main exec spawns, waiting for another
-/// session's bring-up to finish if need be; SIGTERM/SIGHUP end the wait.
+/// session's bring-up to finish if need be; SIGTERM, SIGHUP, SIGINT and
+/// SIGQUIT end the wait, and so does [`LOCK_WAIT_LIMIT`].
 pub fn main_lock(
+    machine: &str,
     path: Option<&Path>,
     rx: &Receiver<Event>,
     tx: &Sender<Event>,
@@ -104,12 +115,35 @@ pub fn main_lock(
         path: shown.clone(),
     });
     lock::wait_in_background(path.to_path_buf(), Purpose::Main, tx.clone());
+    let since = Instant::now();
+    let mut told = false;
     loop {
-        match rx.recv() {
+        let waited = since.elapsed();
+        if waited >= LOCK_WAIT_LIMIT {
+            return LockWait::TimedOut(waited);
+        }
+        if !told && waited >= LOCK_WAIT_NOTICE {
+            // Before the child exists the terminal is still the operator's
+            // shell's: one line says why nothing happens, and the way out.
+            eprintln!(
+                "pty-resize: waiting for another session's start-up on machine '{machine}' \
+                 (lock {shown}); Ctrl-C gives up"
+            );
+            told = true;
+        }
+        let next = if told {
+            LOCK_WAIT_LIMIT
+        } else {
+            LOCK_WAIT_NOTICE
+        };
+        match rx.recv_timeout(next.saturating_sub(waited)) {
             Ok(Event::Locked { file, waited, .. }) => return held(file, waited, log),
-            Ok(Event::Signal(sig @ (Sig::Term | Sig::Hup))) => return LockWait::Ended(sig),
-            Ok(_) => {}
-            Err(_) => return LockWait::Go(None),
+            // No child yet to deliver Ctrl-C / Ctrl-\ to: they end the wait.
+            Ok(Event::Signal(sig @ (Sig::Term | Sig::Hup | Sig::Int | Sig::Quit))) => {
+                return LockWait::Ended(sig)
+            }
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return LockWait::Go(None),
         }
     }
 }

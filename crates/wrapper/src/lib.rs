@@ -16,7 +16,8 @@
 //!   (the processes), [`handoff`] (bring-ups left to finish), [`lock`] (one
 //!   bring-up per machine);
 //! - pure helpers: [`script`], [`smolvm_argv`], [`size`], [`version`];
-//! - the terminal hand-back: [`terminal`]; the decision log: [`log`], [`log_event`].
+//! - the terminal hand-back: [`terminal`], and [`guardian`] should the
+//!   wrapper be SIGKILLed; the decision log: [`log`], [`log_event`].
 
 pub mod agent;
 pub mod agent_wire;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod entry;
 pub mod error;
 pub mod event;
+pub mod guardian;
 pub mod handoff;
 pub mod launch;
 pub mod lock;

@@ -22,27 +22,52 @@ use std::time::Instant;
 
 use crate::event::{Event, Purpose};
 
-/// The directory lock files live in: `$XDG_RUNTIME_DIR/pty-resize`, else
-/// `$XDG_CACHE_HOME/pty-resize`, else `~/.cache/pty-resize`. Pure.
-pub fn dir_from(
+/// The directories lock files may live in, best first:
+/// `$XDG_RUNTIME_DIR/pty-resize`, `$XDG_CACHE_HOME/pty-resize`,
+/// `~/.cache/pty-resize`. Pure. Empty and relative values are ignored, as the
+/// XDG Base Directory spec says: a relative one would put the lock in the
+/// current directory, where sessions started elsewhere never see it.
+pub fn dir_candidates(
     runtime_dir: Option<OsString>,
     cache_home: Option<OsString>,
     home: Option<OsString>,
-) -> Option<PathBuf> {
-    let nonempty = |v: Option<OsString>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
-    nonempty(runtime_dir)
-        .or_else(|| nonempty(cache_home))
-        .or_else(|| nonempty(home).map(|h| h.join(".cache")))
-        .map(|base| base.join("pty-resize"))
+) -> Vec<PathBuf> {
+    let absolute = |v: Option<OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    [
+        absolute(runtime_dir),
+        absolute(cache_home),
+        absolute(home).map(|h| h.join(".cache")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|base| base.join("pty-resize"))
+    .collect()
 }
 
-/// The lock directory of this process's environment.
+/// The lock directory of this process's environment: the first candidate
+/// that exists or can be made (mode 0700). An unusable `XDG_RUNTIME_DIR` (a
+/// file, a directory not ours) falls back to the cache dir rather than
+/// leaving the session uncoordinated.
 pub fn dir() -> Option<PathBuf> {
-    dir_from(
+    dir_candidates(
         std::env::var_os("XDG_RUNTIME_DIR"),
         std::env::var_os("XDG_CACHE_HOME"),
         std::env::var_os("HOME"),
     )
+    .into_iter()
+    .find(|d| usable(d))
+}
+
+/// Whether lock files can be made in `dir` (creating it if need be).
+fn usable(dir: &Path) -> bool {
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    // SAFETY: access() only reads the path, a valid C string.
+    made.is_ok()
+        && std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0)
 }
 
 /// The lock file's name for `machine`: a readable prefix of its safe
@@ -131,14 +156,41 @@ mod tests {
     #[test]
     fn directory_preference() {
         let o = |s: &str| Some(OsString::from(s));
-        let p = |s: &str| Some(PathBuf::from(s));
+        let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
         assert_eq!(
-            dir_from(o("/run/u"), o("/c"), o("/h")),
-            p("/run/u/pty-resize")
+            dir_candidates(o("/run/u"), o("/c"), o("/h")),
+            p(&["/run/u/pty-resize", "/c/pty-resize", "/h/.cache/pty-resize"])
         );
-        assert_eq!(dir_from(o(""), o("/c"), o("/h")), p("/c/pty-resize"));
-        assert_eq!(dir_from(None, None, o("/h")), p("/h/.cache/pty-resize"));
-        assert_eq!(dir_from(None, o(""), o("")), None);
+        assert_eq!(dir_candidates(o(""), o("/c"), None), p(&["/c/pty-resize"]));
+        assert_eq!(
+            dir_candidates(None, None, o("/h")),
+            p(&["/h/.cache/pty-resize"])
+        );
+        assert_eq!(dir_candidates(None, o(""), o("")), p(&[]));
+    }
+
+    #[test]
+    fn relative_directories_are_ignored() {
+        let o = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            dir_candidates(o("run"), o("./c"), o("h")),
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(
+            dir_candidates(o("rel"), o("/c"), None),
+            vec![PathBuf::from("/c/pty-resize")]
+        );
+    }
+
+    #[test]
+    fn a_file_or_a_foreign_directory_is_not_usable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(!usable(&file.join("pty-resize")));
+        assert!(usable(&tmp.path().join("ok").join("pty-resize")));
+        // /proc/1 takes no new directory, even for root.
+        assert!(!usable(Path::new("/proc/1/pty-resize")));
     }
 
     #[test]

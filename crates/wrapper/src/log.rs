@@ -75,6 +75,10 @@ pub struct Log {
     start: Instant,
 }
 
+fn is_fifo(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
 impl Log {
     /// A log that writes nothing.
     pub fn disabled(start: Instant) -> Self {
@@ -96,7 +100,10 @@ impl Log {
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENXIO) => OpenError::FifoWithoutReader(shown.clone()),
+                // open(2) says ENXIO for a unix socket too: only a FIFO is
+                // "without a reader".
+                Some(libc::ENXIO) if is_fifo(path) => OpenError::FifoWithoutReader(shown.clone()),
+                Some(libc::ENXIO) => OpenError::WrongType(shown.clone()),
                 _ => OpenError::Open {
                     path: shown.clone(),
                     source: e,
@@ -355,6 +362,16 @@ mod tests {
             format!(
                 "cannot open log '{}': a FIFO with no reader",
                 fifo.display()
+            )
+        );
+        let sock = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let e = Log::open(&sock, Instant::now()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot open log '{}': not a regular file, FIFO or character device",
+                sock.display()
             )
         );
         let e = Log::open(Path::new("/dev/full"), Instant::now()).unwrap_err();

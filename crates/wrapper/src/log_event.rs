@@ -232,6 +232,14 @@ pub enum LogEvent {
         /// fd 0's status flags (O_NONBLOCK).
         flags: &'static str,
     },
+    /// `guardian pid=` or `guardian reason=`: the process that hands the
+    /// terminal back should the wrapper be SIGKILLed, or why there is none.
+    Guardian {
+        /// Its pid, when it runs.
+        pid: Option<u32>,
+        /// Why it does not.
+        reason: Option<String>,
+    },
     /// `handoff pid= deadline_ms=`: a side channel still in its bring-up is
     /// left to finish under a supervisor.
     Handoff {
@@ -248,6 +256,9 @@ pub enum LogEvent {
         outcome: &'static str,
         /// Since the hand-off.
         after: Duration,
+        /// Termination signals the supervisor received and ignored (the
+        /// bring-up must finish: its deadline bounds it), comma-separated.
+        ignored: Option<String>,
     },
     /// `exit code= status=`: the wrapper's exit (status: `exit-N`, `signal-N`, or a reason).
     Exit {
@@ -297,6 +308,7 @@ impl LogEvent {
             Self::AgentFallback { .. } => "agent-fallback",
             Self::Signal { .. } => "signal",
             Self::Restore { .. } => "restore",
+            Self::Guardian { .. } => "guardian",
             Self::Handoff { .. } => "handoff",
             Self::HandoffDone { .. } => "handoff-done",
             Self::Exit { .. } => "exit",
@@ -458,6 +470,10 @@ impl LogEvent {
                 f.push(("termios", s(termios)));
                 f.push(("flags", s(flags)));
             }
+            Self::Guardian { pid, reason } => {
+                f.extend(pid.map(|p| ("pid", p.to_string())));
+                f.extend(reason.as_deref().map(|r| ("reason", s(r))));
+            }
             Self::Handoff { pid, deadline } => {
                 f.push(("pid", pid.to_string()));
                 f.push(("deadline_ms", deadline.as_millis().to_string()));
@@ -466,10 +482,12 @@ impl LogEvent {
                 pid,
                 outcome,
                 after,
+                ignored,
             } => {
                 f.push(("pid", pid.to_string()));
                 f.push(("outcome", s(outcome)));
                 f.push(("after_ms", ms(*after)));
+                f.extend(ignored.clone().map(|v| ("ignored", v)));
             }
             Self::Exit { code, status } => {
                 f.push(("code", code.to_string()));

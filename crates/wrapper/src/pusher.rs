@@ -420,6 +420,7 @@ impl Pusher {
                 pid,
                 outcome: "killed",
                 after: Duration::ZERO,
+                ignored: None,
             });
             log.event(&LogEvent::ChannelDead {
                 reason: format!("handoff: {e}"),

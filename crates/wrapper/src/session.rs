@@ -15,6 +15,7 @@ use crate::agent;
 use crate::cli::{Mode, CLI_FALLBACK};
 use crate::error::Error;
 use crate::event::{Event, Purpose, PushReport, Sig};
+use crate::guardian::Guardian;
 use crate::launch::{self, LockWait, MainLock};
 use crate::log::Log;
 use crate::log_event::LogEvent;
@@ -79,6 +80,23 @@ struct Session {
     saved: Saved,
     /// A termination signal was forwarded: the terminal is restored at the end.
     forwarded: bool,
+    /// Hands the terminal back should the wrapper die without a word;
+    /// disarmed when the session (and so this field) is dropped.
+    _guardian: Option<Guardian>,
+}
+
+/// Starts the terminal's guardian; a session without one still runs (only a
+/// SIGKILLed wrapper would then leave the terminal raw), and the log says why.
+fn start_guardian(log: &mut Log) -> Option<Guardian> {
+    let started = std::env::current_exe()
+        .map_err(|e| format!("cannot find this executable: {e}"))
+        .and_then(|exe| Guardian::start(&exe));
+    let (pid, reason) = match &started {
+        Ok(g) => (Some(g.pid()), None),
+        Err(e) => (None, Some(e.clone())),
+    };
+    log.event(&LogEvent::Guardian { pid, reason });
+    started.ok()
 }
 
 /// Runs a bridged session to its end; returns the exit code.
@@ -87,6 +105,7 @@ pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
     launch::catch_signals(tx.clone())
         .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
     let saved = Saved::save(0);
+    let guardian = start_guardian(&mut log);
     let watch = readiness::watch_for(readiness::stdin_lflags());
     let nonblock_at_start = readiness::stdin_nonblock();
     if !terminal::has_controlling_terminal() {
@@ -95,8 +114,17 @@ pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
         });
     }
     let lock_path = launch::lock_path(&plan.machine);
-    let main_lock = match launch::main_lock(lock_path.as_deref(), &rx, &tx, &mut log) {
+    let main_lock = match launch::main_lock(&plan.machine, lock_path.as_deref(), &rx, &tx, &mut log)
+    {
         LockWait::Go(lock) => lock,
+        LockWait::TimedOut(waited) => {
+            return Err(Error::Internal(format!(
+                "gave up after {} s waiting for machine '{}': another session's start-up \
+                 still holds its lock",
+                waited.as_secs(),
+                plan.machine
+            )));
+        }
         LockWait::Ended(sig) => {
             let code = 128 + sig.raw();
             log.event(&LogEvent::Exit {
@@ -192,6 +220,10 @@ pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
     })?;
     // From here on nothing is written to the terminal: the child owns it.
     let pid = child.id();
+    let guardian = guardian.map(|mut g| {
+        g.watch(pid);
+        g
+    });
     {
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -235,6 +267,7 @@ pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
         nonblock_at_start,
         saved,
         forwarded: false,
+        _guardian: guardian,
     };
     drop(tx);
     Ok(s.route(&rx))

@@ -238,6 +238,36 @@ fn sigterm_while_waiting_for_the_machine_lock_ends_the_wrapper_without_a_smolvm(
 }
 
 #[test]
+fn ctrl_c_while_waiting_for_the_machine_lock_gives_up_after_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (Pty::new(100, 30), Pty::new(80, 24));
+    // A long bring-up (before raw mode) keeps A's lock held for a while.
+    let mut a = Setup::new(dir.path(), "m")
+        .env("STUB_BRINGUP_MS", 5000)
+        .spawn(&pa);
+    a.wait_event("lock");
+    let mut b = Setup {
+        log_name: "b.log",
+        ..Setup::new(dir.path(), "m")
+    }
+    .spawn(&pb);
+    b.wait_event("lock-wait");
+    // After a second, one line says why nothing happens and how to leave.
+    b.wait_output("waiting for another session's start-up on machine 'm'");
+    // No child yet: Ctrl-C (the terminal's SIGINT to its foreground group)
+    // ends the wait, as it would end a plain smolvm.
+    pb.type_in(b"\x03");
+    assert_eq!(b.wait_exit().code(), Some(130));
+    assert_eq!(b.count("start"), 0);
+    assert_eq!(quit(&mut a, &pa), 0);
+    assert_eq!(
+        steps(dir.path(), "main-start").len(),
+        1,
+        "B never spawned smolvm"
+    );
+}
+
+#[test]
 fn a_side_channel_still_in_its_bring_up_is_left_to_finish() {
     for (mode, start, done) in [
         ("channel", "channel-start", "channel-eof"),
@@ -283,6 +313,84 @@ fn a_side_channel_still_in_its_bring_up_is_left_to_finish() {
         );
         assert_eq!(quit(&mut next, &next_pty), 0);
     }
+}
+
+#[test]
+fn sigterm_to_the_hand_off_supervisor_is_ignored_until_its_deadline_and_logged() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A side bring-up that would run for a minute, in its own group.
+    let mut side = std::process::Command::new("sleep");
+    side.arg("60");
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        side.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut side = side.spawn().unwrap();
+    let log = std::fs::File::create(dir.path().join("handoff.log")).unwrap();
+    let h = pty_resize::handoff::Handoff {
+        pid: side.id(),
+        pidfd: pty_resize::handoff::pidfd_open(side.id()),
+        lock_fd: None,
+        log_fd: Some(log.as_raw_fd()),
+        drain: Vec::new(),
+        deadline: Duration::from_millis(1500),
+        t0: Duration::ZERO,
+    };
+    let keep: Vec<i32> = [h.pidfd, h.log_fd].into_iter().flatten().collect();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pty-resize"));
+    cmd.arg(pty_resize::handoff::SUBCOMMAND).args(h.args());
+    // SAFETY: fcntl is async-signal-safe; `keep` is only read.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in &keep {
+                libc::fcntl(*fd, libc::F_SETFD, 0);
+            }
+            Ok(())
+        });
+    }
+    let mut supervisor = cmd.spawn().unwrap();
+    let reaper = std::thread::spawn(move || side.wait().unwrap());
+    // Once its handler is installed (SigCgt in /proc), SIGTERM, again and
+    // again: the supervisor must go on until its deadline.
+    let catches_term = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            })
+            .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+    };
+    kit::wait_for("the supervisor to catch SIGTERM", dir.path(), || {
+        catches_term(supervisor.id())
+    });
+    let sent = std::time::Instant::now();
+    while !std::fs::read_to_string(dir.path().join("handoff.log"))
+        .unwrap()
+        .contains("handoff-done")
+    {
+        // SAFETY: kill on the pid of a child this test spawned.
+        unsafe { libc::kill(supervisor.id() as i32, libc::SIGTERM) };
+        assert!(
+            sent.elapsed() < kit::DEADLINE,
+            "the supervisor never logged handoff-done"
+        );
+        std::thread::sleep(Duration::from_millis(20)); // paces the signals only
+    }
+    assert_eq!(supervisor.wait().unwrap().code(), Some(0));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(reaper.join().unwrap().signal(), Some(libc::SIGKILL));
+    let recs = pty_resize::log::read(&dir.path().join("handoff.log")).unwrap();
+    let done = recs.iter().find(|r| r.event == "handoff-done").unwrap();
+    assert_eq!(done.get("outcome"), Some("killed"), "{recs:?}");
+    assert_eq!(done.get("ignored"), Some("SIGTERM"), "{recs:?}");
+    assert!(done.t_ms >= 1500.0, "it ended early: {recs:?}");
 }
 
 #[test]

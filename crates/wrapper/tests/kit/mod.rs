@@ -83,7 +83,7 @@ pub struct Run {
     pub log: PathBuf,
     status: Option<ExitStatus>,
     /// Reads the PTY so the terminal never fills up; stopped on drop.
-    _output: Output<()>,
+    output: Output<()>,
 }
 
 /// How to start a run.
@@ -160,7 +160,7 @@ impl<'a> Setup<'a> {
             dir: self.dir.to_path_buf(),
             log,
             status: None,
-            _output: Output::start(File::from(master), ()),
+            output: Output::start(File::from(master), ()),
         }
     }
 }
@@ -241,6 +241,19 @@ impl Run {
             found.is_some()
         });
         found.unwrap()
+    }
+
+    /// Waits until the terminal shows `text` (the wrapper's own stderr,
+    /// before smolvm runs, is the terminal too); panics with what it showed.
+    pub fn wait_output(&self, text: &str) {
+        let seen = self.output.wait_until(DEADLINE, |st| {
+            String::from_utf8_lossy(&st.raw).contains(text)
+        });
+        assert!(
+            seen,
+            "never showed {text:?}; it showed {:?}",
+            self.output.text()
+        );
     }
 
     /// The stub main exec's pid (from the `start` record).
