@@ -65,6 +65,12 @@ enum Top {
         dir: std::path::PathBuf,
         name: String,
     },
+    /// Internal: the fake crun (started by the guest agent for a container exec).
+    #[command(name = "__crun", hide = true)]
+    Crun {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +180,7 @@ pub fn main() -> i32 {
             return 2;
         }
         Some(Top::Agent { dir, name }) => return crate::agent::run_agent(dir, name),
+        Some(Top::Crun { args }) => return crate::crun::main(&args),
         Some(Top::Machine(MachineCmd::Exec(a))) => client::exec(ExecOptions {
             name: a.name,
             interactive: a.interactive,

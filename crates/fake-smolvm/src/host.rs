@@ -123,6 +123,10 @@ impl MachineDir {
     pub fn agent_log(&self) -> PathBuf {
         self.0.join("agent.log")
     }
+    /// `tmp/`: the guest's own `/tmp`.
+    pub fn tmp(&self) -> PathBuf {
+        self.0.join("tmp")
+    }
     /// `bundle/config.json`.
     pub fn config_json(&self) -> PathBuf {
         self.0.join("bundle/config.json")

@@ -7,6 +7,7 @@
 mod agent;
 pub mod cli;
 mod client;
+mod crun;
 pub mod exec_log;
 pub mod fail;
 pub mod host;

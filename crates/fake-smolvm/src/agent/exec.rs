@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use std::os::unix::process::ExitStatusExt;
 
-use super::guest::{self, Ctl, Spec};
+use super::container::{self, Mode, Pending};
+use super::guest::{self, Ctl, SpawnError, Spawned, Spec};
 use super::peer::Peer;
 use super::record::{self, Ending, Progress};
 use super::relay::{self, Input, InputSlot, Out};
@@ -53,6 +54,8 @@ struct Exec<'a> {
     out: Arc<Out>,
     input: Arc<Mutex<InputSlot>>,
     progress: Progress,
+    /// The crun of a container this exec is creating, until `go`.
+    pending: Option<Pending>,
 }
 
 /// Serves one `run` or `vm_exec` on `stream` to the end and records it.
@@ -88,6 +91,7 @@ pub fn run(
         out,
         input,
         progress: Progress::default(),
+        pending: None,
     };
     let ending = exec.go();
     for joined in machine.timeline.lock().unwrap().exited(id) {
@@ -218,6 +222,17 @@ impl Exec<'_> {
             self.out.send(&Response::Started);
             self.progress.started = Some(monotonic_ms());
         }
+        // crun sets the container up: namespaces, its devpts, the PTY.
+        let tty = self.pty(&Plan::Create).0;
+        match container::prepare(Mode::Run(tty), self.req.interactive, &self.ctl) {
+            Ok(p) => self.pending = Some(p),
+            // A fault killed crun while it set up: the window's kill below.
+            Err(_) if self.ctl.killed().is_some_and(|f| f.is_some()) => {}
+            Err(e) => {
+                self.progress.window_end = Some(monotonic_ms());
+                return Some(self.in_band_failure(1, e.message, None));
+            }
+        }
         let killed = self.ctl.wait_fault(Duration::from_millis(self.cfg.crun_ms));
         let load = if killed {
             None
@@ -231,6 +246,11 @@ impl Exec<'_> {
             )
         };
         self.progress.window_end = Some(monotonic_ms());
+        if load != Some(Load::Clean) {
+            if let Some(p) = self.pending.take() {
+                p.abandon();
+            }
+        }
         if load != Some(Load::Clean) && self.started_after_window() {
             return Some(self.no_console(load.is_none()));
         }
@@ -334,6 +354,65 @@ impl Exec<'_> {
         }
     }
 
+    /// `go` to the crun that set this exec's container up in the window.
+    fn start_created(&mut self, spec: &Spec) -> Result<Spawned, SpawnError> {
+        let pending = self.pending.take().ok_or_else(|| SpawnError {
+            code: 1,
+            message: "crun: no container was set up".into(),
+        })?;
+        let workdir = match guest::preflight(spec) {
+            Ok(w) => w,
+            Err(e) => {
+                pending.abandon();
+                return Err(e);
+            }
+        };
+        pending.go(go_of(spec, workdir, None), &self.ctl)
+    }
+
+    /// `crun exec` into running main container `main`. Error 137: it is gone.
+    fn start_joined(&mut self, main: ExecId, spec: &Spec) -> Result<Spawned, SpawnError> {
+        let workdir = guest::preflight(spec)?;
+        let target = self
+            .machine
+            .timeline
+            .lock()
+            .unwrap()
+            .main_handle(main)
+            .and_then(|h| h.init());
+        let Some(target) = target else {
+            return Err(SpawnError {
+                code: 137,
+                message: "the main container is gone".into(),
+            });
+        };
+        let tty = spec.tty.is_some();
+        let pending = container::prepare(Mode::Exec { target, tty }, spec.interactive, &self.ctl)?;
+        pending.go(go_of(spec, workdir, spec.tty.flatten()), &self.ctl)
+    }
+
+    /// A joined command SIGKILLed by no kill of ours: its container's pid
+    /// namespace ended with the main command. Waits (briefly) for the main
+    /// exec to say so, which marks this exec `main-exited`.
+    fn await_main_exit(&self, main: ExecId, status: &std::process::ExitStatus) {
+        if self.ctl.killed().is_some() {
+            return;
+        }
+        let crun_killed = status.signal() == Some(libc::SIGKILL)
+            || status.code() == Some(128 + libc::SIGKILL);
+        if !crun_killed {
+            return;
+        }
+        let until = monotonic_ms() + 1000.0;
+        while monotonic_ms() < until {
+            let running = self.machine.timeline.lock().unwrap().main_handle(main).is_some();
+            if !running {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Starts the command, relays it, and reports its end.
     fn command(&mut self, plan: &Plan) -> Ending {
         let (tty, resizable) = self.pty(plan);
@@ -346,8 +425,21 @@ impl Exec<'_> {
             interactive: self.req.interactive,
             tty,
         };
-        let spawned = match guest::spawn(&spec) {
+        let spawned = match plan {
+            Plan::Direct => guest::spawn(&spec),
+            Plan::Create => self.start_created(&spec),
+            Plan::Join(main) => self.start_joined(*main, &spec),
+        };
+        let spawned = match spawned {
             Ok(s) => s,
+            Err(e) if e.code == 137 => {
+                // The main container ended between the resolve and now.
+                return self.deliver(Ending::code(
+                    137,
+                    Some(libc::SIGKILL),
+                    Some(Fault::MainExited),
+                ));
+            }
             Err(e) if e.code == 1 && self.progress.started.is_none() => {
                 self.out
                     .send(&Response::error(e.message.clone(), "SPAWN_FAILED"));
@@ -359,7 +451,9 @@ impl Exec<'_> {
             Err(e) => return self.in_band_failure(e.code, e.message, None),
         };
         self.progress.running = Some(monotonic_ms());
-        self.ctl.started(spawned.child.id() as i32);
+        if spawned.crun.is_none() {
+            self.ctl.started(spawned.child.id() as i32);
+        }
         if let Plan::Join(main) = plan {
             self.progress.joined = true;
             let mut tl = self.machine.timeline.lock().unwrap();
@@ -383,6 +477,14 @@ impl Exec<'_> {
         }
         let relays = relay::start_output(spawned.output, &self.out);
         let status = guest::wait_with_timeout(spawned.child, self.req.timeout_ms, &self.ctl);
+        if let Plan::Join(main) = plan {
+            self.await_main_exit(*main, &status);
+        }
+        // A container exec: crun says how the command itself ended.
+        let status = match &spawned.crun {
+            Some(crun) => container::status(crun, status),
+            None => status,
+        };
         let fault = self.ctl.finish();
         let (stdout, stderr) = relays.finish();
         let signal = status.signal();
@@ -403,5 +505,15 @@ impl Exec<'_> {
             });
         }
         ending
+    }
+}
+
+/// What crun starts the command with.
+fn go_of(spec: &Spec, workdir: &str, pty_size: Option<(u16, u16)>) -> crate::crun::Go {
+    crate::crun::Go {
+        argv: spec.argv.to_vec(),
+        env: guest::environment(spec),
+        workdir: workdir.into(),
+        pty_size,
     }
 }

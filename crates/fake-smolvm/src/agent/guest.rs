@@ -24,12 +24,21 @@ pub struct Ctl {
 
 #[derive(Default)]
 struct CtlInner {
-    pgid: Option<i32>,
+    /// Process groups to kill (each also killed as a process: a container's
+    /// init, killed, ends its whole pid namespace).
+    groups: Vec<i32>,
+    /// The container's init, when this exec made one (`crun run`).
+    init: Option<i32>,
     /// Set once: the fault that killed (or will kill) the exec.
     fault: Option<Fault>,
     /// A kill was requested (a fault, or a vanished client).
     kill: bool,
     finished: bool,
+}
+
+fn kill_group(pgid: i32) {
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(Pid::from_raw(pgid), Signal::SIGKILL);
 }
 
 impl Ctl {
@@ -43,9 +52,7 @@ impl Ctl {
             c.fault = fault;
         }
         c.kill = true;
-        if let Some(pgid) = c.pgid {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
+        c.groups.iter().copied().for_each(kill_group);
         self.woken.notify_all();
     }
 
@@ -67,13 +74,25 @@ impl Ctl {
         c.kill && c.fault.is_some()
     }
 
-    /// The command runs as process group `pgid`.
+    /// A process group of the exec (the command, crun, the container's
+    /// init) exists: a kill reaches it from now on.
     pub fn started(&self, pgid: i32) {
         let mut c = self.inner.lock().unwrap();
-        c.pgid = Some(pgid);
+        c.groups.push(pgid);
         if c.kill {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            kill_group(pgid);
         }
+    }
+
+    /// The container this exec made has its init at VM-level pid `pid`.
+    pub fn set_init(&self, pid: i32) {
+        self.inner.lock().unwrap().init = Some(pid);
+        self.started(pid);
+    }
+
+    /// The init of the container this exec made, if any.
+    pub fn init(&self) -> Option<i32> {
+        self.inner.lock().unwrap().init
     }
 
     /// The main process is reaped: stop targeting it, kill what it left in
@@ -81,10 +100,8 @@ impl Ctl {
     pub fn finish(&self) -> Option<Fault> {
         let mut c = self.inner.lock().unwrap();
         c.finished = true;
-        if let Some(pgid) = c.pgid.take() {
-            // Why: like a container, an exec's leftovers die with its main process.
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
+        // Why: like a container, an exec's leftovers die with its main process.
+        c.groups.drain(..).for_each(kill_group);
         c.fault
     }
 }
@@ -122,6 +139,9 @@ pub struct Spawned {
     pub output: Output,
     /// The PTY master, for `resize` (with `-t`).
     pub master: Option<File>,
+    /// A container exec: the fake crun's control socket, which reports how
+    /// the command ended (`child` is crun).
+    pub crun: Option<OwnedFd>,
 }
 
 /// What the guest command needs.
@@ -154,8 +174,9 @@ fn spawn_error(code: i32, message: String) -> SpawnError {
     SpawnError { code, message }
 }
 
-/// Starts the guest command in its own session (and so process group).
-pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
+/// What is checked before anything starts: the working directory exists and
+/// there is a command. Returns the working directory.
+pub fn preflight<'a>(spec: &Spec<'a>) -> Result<&'a str, SpawnError> {
     let workdir = spec.workdir.unwrap_or("/");
     if !std::path::Path::new(workdir).is_dir() {
         return Err(spawn_error(
@@ -163,27 +184,45 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
             format!("exec failed: workdir {workdir}: no such directory"),
         ));
     }
-    let Some(program) = spec.argv.first() else {
+    if spec.argv.is_empty() {
         return Err(spawn_error(1, "empty command".into()));
-    };
-    let mut cmd = Command::new(program);
-    cmd.args(&spec.argv[1..])
-        .env_clear()
-        .env(
-            "PATH",
+    }
+    Ok(workdir)
+}
+
+/// The command's whole environment: `PATH` (the agent's), `HOME`,
+/// `HOSTNAME`, `TERM` with `-t`, then the `-e` entries (later ones win).
+pub fn environment(spec: &Spec) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
             std::env::var("PATH").unwrap_or_else(|_| {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
             }),
-        )
-        .env("HOME", "/root")
-        .env("HOSTNAME", spec.hostname)
-        .current_dir(workdir);
+        ),
+        ("HOME".into(), "/root".into()),
+        ("HOSTNAME".into(), spec.hostname.into()),
+    ];
     if spec.tty.is_some() {
-        cmd.env("TERM", spec.term.unwrap_or("xterm"));
+        env.push(("TERM".into(), spec.term.unwrap_or("xterm").into()));
     }
     for (k, v) in spec.env {
-        cmd.env(k, v);
+        env.retain(|(key, _)| key != k);
+        env.push((k.clone(), v.clone()));
     }
+    env
+}
+
+/// Starts the guest command at the VM level (`vm_exec`), in its own
+/// session (and so process group).
+pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
+    let workdir = preflight(spec)?;
+    let program = &spec.argv[0];
+    let mut cmd = Command::new(program);
+    cmd.args(&spec.argv[1..])
+        .env_clear()
+        .envs(environment(spec))
+        .current_dir(workdir);
     let tty = spec.tty.is_some();
     // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
     unsafe {
@@ -232,6 +271,7 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
             sink: StdinSink::Pty(master),
             output: Output::Pty(reader),
             master: Some(resizer),
+            crun: None,
         })
     } else if spec.interactive {
         cmd.stdin(Stdio::piped())
@@ -245,6 +285,7 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
             sink: StdinSink::Pipe(stdin),
             output: Output::Streams(o, e),
             master: None,
+            crun: None,
         })
     } else {
         cmd.stdin(Stdio::null())
@@ -257,11 +298,12 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
             sink: StdinSink::None,
             output: Output::Buffered(o, e),
             master: None,
+            crun: None,
         })
     }
 }
 
-fn take_output_pipes(child: &mut Child) -> (Option<GuestReader>, Option<GuestReader>) {
+pub(super) fn take_output_pipes(child: &mut Child) -> (Option<GuestReader>, Option<GuestReader>) {
     let o = child.stdout.take().map(|s| Box::new(s) as GuestReader);
     let e = child.stderr.take().map(|s| Box::new(s) as GuestReader);
     (o, e)

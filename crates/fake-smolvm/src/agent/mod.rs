@@ -16,6 +16,7 @@
 //! readable, yet the agent must learn everything about its clients from the
 //! kernel (the real client sends nothing about itself).
 
+mod container;
 mod exec;
 mod front;
 mod guest;
@@ -146,10 +147,14 @@ fn keeper(
         say(&mut ready, &format!("error {e}"));
         return 1;
     }
-    if let Err(msg) = setup_namespaces() {
-        say(&mut ready, &format!("error {msg}"));
-        return 1;
-    }
+    let dir = match setup_namespaces(dir) {
+        Ok(d) => d,
+        Err(msg) => {
+            say(&mut ready, &format!("error {msg}"));
+            return 1;
+        }
+    };
+    let dir = &dir;
     // SAFETY: still single-threaded.
     match unsafe { fork() } {
         Err(e) => {
@@ -216,8 +221,9 @@ fn silence_stdout() {
     }
 }
 
-/// unshare + id maps + private devpts; every failure says which step and why.
-fn setup_namespaces() -> Result<(), String> {
+/// unshare + id maps + private devpts + private `/tmp`; every failure says
+/// which step and why. Returns the machine folder as the guest reaches it.
+fn setup_namespaces(dir: &MachineDir) -> Result<MachineDir, String> {
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
@@ -267,7 +273,75 @@ fn setup_namespaces() -> Result<(), String> {
             "the new /dev/pts is not a private instance (it lists {entries:?}); refusing to use the host's PTYs"
         ));
     }
+    // The guest reaches the machine folder through a descriptor opened
+    // before its own /tmp hides the host's: a machine folder under the
+    // host's /tmp (a test's) would otherwise resolve inside the private one.
+    // (Opened in this mount namespace: a bind from another one is EINVAL.)
+    let folder =
+        fs::File::open(dir.path()).map_err(|e| format!("open {}: {e}", dir.path().display()))?;
+    private_tmp(dir)?;
+    use std::os::fd::IntoRawFd;
+    Ok(MachineDir(PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        folder.into_raw_fd()
+    ))))
+}
+
+/// The machine's own `/tmp` (VM level and containers alike): an overlay
+/// whose upper layer is the machine folder's `tmp/` — every file a guest
+/// writes under `/tmp` lands there, gone with `machine delete` — over the
+/// host's `/tmp`, read-only through it. Why: a VM never writes into the
+/// host's `/tmp`; why the host's below at all: a path a test hands the guest
+/// (a record file in the test's temp folder) still exists in the guest, so
+/// the guest can write it — into the machine's layer. If the kernel refuses
+/// the overlay, the folder alone is bind-mounted.
+fn private_tmp(dir: &MachineDir) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let upper = dir.tmp();
+    let work = dir.path().join("tmp.work");
+    for d in [&upper, &work] {
+        fs::create_dir_all(d).map_err(|e| format!("create {}: {e}", d.display()))?;
+    }
+    fs::set_permissions(&upper, fs::Permissions::from_mode(0o1777))
+        .map_err(|e| format!("chmod {}: {e}", upper.display()))?;
+    let options = format!(
+        "lowerdir=/tmp,upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    let overlay = mount(
+        Some("overlay"),
+        "/tmp",
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    );
+    if let Err(e) = overlay {
+        eprintln!("agent: overlay on /tmp refused ({e}); the machine's tmp/ alone is its /tmp");
+        mount(
+            Some(&upper),
+            "/tmp",
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind mount {} over /tmp failed: {e}", upper.display()))?;
+    }
     Ok(())
+}
+
+/// The guest's own `/proc`, mounted by its pid 1: VM root sees the machine's
+/// processes (containers' included, as their pid namespaces are nested),
+/// numbered as the guest numbers them — not the host's.
+fn guest_proc() -> Result<(), String> {
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount the guest's /proc failed: {e}"))
 }
 
 /// PID 1 of the guest: forks the server, then reaps every process until the server ends.
@@ -278,6 +352,10 @@ fn guest_init(
     guest_end: OwnedFd,
     mut ready: fs::File,
 ) -> i32 {
+    if let Err(e) = guest_proc() {
+        say(&mut ready, &format!("error {e}"));
+        return 1;
+    }
     // SAFETY: still single-threaded.
     match unsafe { fork() } {
         Err(e) => {

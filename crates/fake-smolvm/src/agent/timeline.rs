@@ -103,6 +103,14 @@ impl<K: Clone> Timeline<K> {
         }
     }
 
+    /// The handle of main container `id`, while it is running.
+    pub fn main_handle(&self, id: ExecId) -> Option<K> {
+        self.main
+            .as_ref()
+            .filter(|m| m.id == id && m.state == MainState::Running)
+            .map(|m| m.handle.clone())
+    }
+
     /// Exec `id` records itself as the main container, before crun runs.
     pub fn record_main(&mut self, id: ExecId, handle: K, race: RaceMode) {
         self.main = Some(Main {

@@ -42,11 +42,17 @@ enum Ending {
 /// One exec on a test PTY (stdin on it, stdout/stderr on pipes): checks the
 /// terminal while the guest command runs and after the client is gone.
 fn one_exec(m: &Machine<'_>, client: &Client, mode: Mode, ending: Ending) {
-    let flag = m.home.path().join(marker("running"));
+    // The guest says it runs by a file in its own /tmp, written once its
+    // waiting child traps SIGTERM; the test ends it with a SIGTERM to that
+    // child (the host sees the guest's processes).
+    let guest_flag = format!("/tmp/{}", marker("running"));
+    let flag = m.guest_tmp(&guest_flag);
     let mark = marker("exec");
+    // Only the waiting child has `<mark>-wait` in its arguments (the
+    // script names it `$0-wait`, and `$0` is the mark).
+    let waiting = format!("{mark}-wait");
     let script = format!(
-        "echo out; echo err >&2; touch {f}; while [ -e {f} ]; do sleep 0.01; done; exit 3",
-        f = flag.display()
+        "echo out; echo err >&2; sh -c 'trap \"exit 0\" TERM; touch {guest_flag}; while :; do sleep 0.01; done' \"$0-wait\"; exit 3"
     );
     let mut c = m.exec_by(client, mode.flags());
     c.args(["--", "sh", "-c", &script, &mark]).envs(QUICK);
@@ -88,7 +94,30 @@ fn one_exec(m: &Machine<'_>, client: &Client, mode: Mode, ending: Ending) {
     let pid = t.pid();
     match ending {
         Ending::Normal => {
-            std::fs::remove_file(&flag).unwrap();
+            // The waiting shell itself, not a child it has just forked
+            // (which has its arguments until it execs `sleep`).
+            let found = pids_with(&waiting);
+            let ppid = |p: i32| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit(')')
+                            .next()?
+                            .split_whitespace()
+                            .nth(1)?
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(0)
+            };
+            let shells: Vec<i32> = found
+                .iter()
+                .copied()
+                .filter(|p| !found.contains(&ppid(*p)))
+                .collect();
+            for p in shells {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGTERM);
+            }
             let status = t.wait_exit(30, ctx);
             assert_eq!(status.code(), Some(3), "{what}: {:?}", text(&t.stderr));
             assert_eq!(
@@ -145,7 +174,6 @@ fn one_exec(m: &Machine<'_>, client: &Client, mode: Mode, ending: Ending) {
             let rec = m.record_of(pid);
             assert!(rec.client_gone, "{what}: {rec:?}");
             assert_eq!((rec.exit_code, rec.signal), (137, Some(9)), "{what}");
-            let _ = std::fs::remove_file(&flag);
         }
     }
 }
@@ -369,9 +397,10 @@ fn a_stopped_machine_ends_a_session_with_connection_closed() {
     for client in clients() {
         let home = Home::new();
         let m = home.machine("lost", true);
-        let flag = home.path().join("running");
+        let guest_flag = format!("/tmp/{}", marker("running"));
+        let flag = m.guest_tmp(&guest_flag);
         let mark = marker("lost");
-        let script = format!("touch {}; sleep 100000", flag.display());
+        let script = format!("touch {guest_flag}; sleep 100000");
         let mut c = m.exec_by(&client, ["-t", "--", "sh", "-c", &script, &mark]);
         c.envs(QUICK);
         let mut t = Term::spawn_wired(c, 80, 24, Wiring::StdinOnly);

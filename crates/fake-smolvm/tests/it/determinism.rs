@@ -57,7 +57,9 @@ fn trial(
     let side = run_output(side);
     assert!(
         side.status.success(),
-        "{what}: {}\n{}",
+        "{what}: {:?} {:?} {}\n{}",
+        side.status,
+        text(&side.stdout),
         text(&side.stderr),
         ctx()
     );

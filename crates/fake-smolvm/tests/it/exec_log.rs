@@ -96,8 +96,9 @@ fn a_client_killed_mid_session_is_logged_once_with_client_gone() {
     for client in clients() {
         for flags in [&["-i"][..], &["-t"][..], &[][..]] {
             let mark = marker("vanish");
-            let flag = home.path().join(marker("flag"));
-            let script = format!("touch {}; sleep 100000", flag.display());
+            let guest_flag = format!("/tmp/{}", marker("flag"));
+            let flag = m.guest_tmp(&guest_flag);
+            let script = format!("touch {guest_flag}; sleep 100000");
             let mut c = m.exec_by(&client, flags);
             c.args(["--", "sh", "-c", &script, &mark]).envs(QUICK);
             let mut t = Term::spawn(c, 80, 24);
@@ -125,8 +126,7 @@ fn a_client_killed_mid_session_is_logged_once_with_client_gone() {
 fn a_client_killed_during_bringup_does_not_stop_it_and_is_logged() {
     let home = Home::new();
     let m = home.machine("early", true);
-    let flag = home.path().join("ran");
-    let mut c = m.exec(["--", "touch", flag.to_str().unwrap()]);
+    let mut c = m.exec(["--", "touch", "/tmp/ran"]);
     c.env("FAKE_SMOLVM_BRINGUP_MS", "400")
         .stdout(Stdio::null())
         .stderr(Stdio::null());

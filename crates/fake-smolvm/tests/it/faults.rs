@@ -161,8 +161,9 @@ fn an_exec_joined_to_the_session_dies_when_the_session_ends() {
     let m = home.machine("join", true);
     for client in clients() {
         let mut s = running_session(&m, &client);
-        let flag = home.path().join(marker("joined"));
-        let script = format!("touch {}; sleep 100000", flag.display());
+        let guest_flag = format!("/tmp/{}", marker("joined"));
+        let flag = m.guest_tmp(&guest_flag);
+        let script = format!("touch {guest_flag}; sleep 100000");
         let mut side = m.exec_by(&client, ["--", "sh", "-c", &script]);
         side.envs(QUICK).stdout(Stdio::null()).stderr(Stdio::null());
         let mut side = side.spawn().unwrap();

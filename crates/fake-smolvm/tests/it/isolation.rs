@@ -45,7 +45,13 @@ fn side_channel_resizes_the_guest_session_and_no_host_pty() {
         let mut c = m.exec_by(&client, ["--", "sh", "-c", SIDE_CHANNEL]);
         c.envs(QUICK);
         let out = run_output(c);
-        assert!(out.status.success(), "{client:?}: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{client:?}: {:?} {}\n{}",
+            out.status,
+            text(&out.stderr),
+            m.context()
+        );
         s.wait_output(30, |o| o.contains("11 33"), || m.context());
         assert_eq!(s.size(), (100, 30), "the session's host PTY was resized");
         assert_eq!(
@@ -159,4 +165,60 @@ fn the_agent_never_opens_a_host_pty() {
         .collect();
     assert_eq!(holders, [s.pid() as i32], "{slave:?} held by {holders:?}");
     s.interrupt(|| m.context());
+}
+
+#[test]
+fn a_guest_writing_tmp_leaves_the_hosts_tmp_untouched() {
+    let home = Home::new();
+    let m = home.machine("own-tmp", true);
+    let mark = marker("tmp");
+    let ours = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains(&mark))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for client in clients() {
+        // A container session (-t) and a VM-level command both write /tmp.
+        let script = format!("echo s > /tmp/x-{mark}; echo p > /tmp/.pty-resize-{mark}; echo done");
+        let mut c = m.exec_by(&client, ["-t", "--", "sh", "-c", &script]);
+        c.envs(QUICK);
+        let mut s = Term::spawn(c, 80, 24);
+        assert!(
+            s.wait_exit(30, || m.context()).success(),
+            "{:?}",
+            s.output()
+        );
+        let sock = m.dir().join("agent.sock");
+        let vm = crate::vm_level::vm_exec(
+            &sock,
+            &[
+                "sh",
+                "-c",
+                &format!("echo v > /tmp/y-{mark}; cat /tmp/x-{mark}"),
+            ],
+            Some(5000),
+        )
+        .unwrap();
+        assert_eq!((vm.code, vm.stdout.as_str()), (0, "s\n"), "{vm:?}");
+        // A container exec sees what the VM level wrote: one /tmp per machine.
+        let out = run_output(m.exec_by(&client, ["--", "cat", &format!("/tmp/y-{mark}")]));
+        assert_eq!(text(&out.stdout), "v\n", "{}", text(&out.stderr));
+    }
+    assert_eq!(
+        ours("/tmp"),
+        Vec::<String>::new(),
+        "the host's /tmp gained files"
+    );
+    let mut layer = ours(m.dir().join("tmp").to_str().unwrap());
+    layer.sort();
+    assert_eq!(layer.len(), 3, "{layer:?}");
+    m.stop_and_check();
+    let out = home.run(["machine", "delete", "own-tmp"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!m.dir().exists(), "the machine's /tmp outlived it");
 }

@@ -242,6 +242,16 @@ impl Machine<'_> {
     pub fn dir(&self) -> PathBuf {
         self.home.machine_dir(&self.name)
     }
+
+    /// Where a file the guest wrote at `guest` (a path under `/tmp`) shows
+    /// on the host: the machine's own `/tmp` layer, `<machine dir>/tmp/`.
+    pub fn guest_tmp(&self, guest: impl AsRef<Path>) -> PathBuf {
+        let rel = guest
+            .as_ref()
+            .strip_prefix("/tmp")
+            .expect("a guest path under /tmp");
+        self.dir().join("tmp").join(rel)
+    }
 }
 
 impl Drop for Machine<'_> {

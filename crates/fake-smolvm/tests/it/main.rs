@@ -9,8 +9,8 @@
 
 mod bad_input;
 mod clients;
-mod compat_081;
 mod common;
+mod compat_081;
 mod determinism;
 mod evidence;
 mod exec_log;

@@ -248,6 +248,8 @@ fn a_vm_exec_answers_one_completed_and_times_out_with_124() {
     );
     let got = vm_exec(&socket(&m), &["sleep", "30"], Some(200)).unwrap();
     assert_eq!(got.code, 124, "{got:?}");
+    // The agent appends the line just after its answer.
+    wait_until(10, || m.log().len() == 2, || m.context());
     let log = m.log();
     let last = log.last().unwrap();
     assert_eq!((last.fault, last.level), (Some(Fault::Timeout), Level::Vm));
@@ -255,5 +257,42 @@ fn a_vm_exec_answers_one_completed_and_times_out_with_124() {
         !m.dir().join("bundle/config.json").exists(),
         "vm_exec wrote a bundle"
     );
+    m.stop_and_check();
+}
+
+#[test]
+fn the_container_has_its_own_devpts_that_the_vm_level_never_reaches() {
+    let home = Home::new();
+    let m = home.machine("vmpts", true);
+    let sock = socket(&m);
+    for client in clients() {
+        let what = format!("{client:?}");
+        let mut c = m.stty_loop(&client);
+        c.envs(QUICK);
+        let mut s = Term::spawn(c, 100, 30);
+        s.wait_output(30, |o| o.contains("0 0"), || m.context());
+        // VM level: the machine's own devpts, without the session's PTY.
+        let ls = vm_exec(&sock, &["ls", "/dev/pts"], Some(5000)).unwrap();
+        assert_eq!(ls.stdout, "ptmx\n", "{what}: {ls:?}");
+        let all = "for f in /dev/pts/*; do stty -F $f cols 33 rows 11; done; echo swept";
+        let swept = vm_exec(&sock, &["sh", "-c", all], Some(5000)).unwrap();
+        assert!(swept.stdout.contains("swept"), "{what}: {swept:?}");
+        // The session goes on at 0x0: ten more reports, none 11x33.
+        let count = |o: &str| o.matches("0 0").count();
+        let seen = count(&s.output());
+        s.wait_output(30, |o| count(o) >= seen + 10, || m.context());
+        assert!(!s.output().contains("11 33"), "{what}: {:?}", s.output());
+        // A container exec joins the container: its devpts holds the PTY.
+        let mut c = m.exec_by(&client, ["--", "ls", "/dev/pts"]);
+        c.envs(QUICK);
+        let out = run_output(c);
+        assert_eq!(
+            text(&out.stdout),
+            "0\nptmx\n",
+            "{what}: {}",
+            text(&out.stderr)
+        );
+        s.interrupt(|| m.context());
+    }
     m.stop_and_check();
 }
