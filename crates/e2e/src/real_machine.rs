@@ -14,6 +14,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// A machine setting only the real agent has: `scripts/real-machine up
+/// --crun-stall-ms MS` (crun stopped MS once its container folder exists,
+/// so a stale `crun delete -f` meets a container being created).
+pub const STALL_VAR: &str = "E2E_CRUN_STALL_MS";
+
 /// What `up` is given: the switches turned into `up` arguments, and the
 /// variables (not the fake's switches) every process still gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +64,12 @@ pub fn plan(env: &[(&str, &str)]) -> Result<Plan, String> {
             }
             // The fake's agent bring-up time: the real one has its own.
             "FAKE_SMOLVM_BRINGUP_MS" => {}
+            // The real agent's own knob (no fake equivalent): crun stopped
+            // that long once its container folder exists (`up --crun-stall-ms`).
+            STALL_VAR => {
+                plan.args.push("--crun-stall-ms".into());
+                plan.args.push(value.to_string());
+            }
             k if k.starts_with("FAKE_SMOLVM_") => {
                 return Err(format!(
                     "e2e: {k}={value} has no equivalent on the real agent; guard the scenario with e2e::backend::fake_only"

@@ -7,6 +7,7 @@
 //!     --ignored --nocapture --test-threads=1 [measure_naive_push_at_raw]
 //! ```
 //! Knobs: `E2E_TRIES` (20), `E2E_CRUN_DELAY_MS` (400, the naive push),
+//! `E2E_CRUN_STALL_MS` (0, the naive push: `up --crun-stall-ms`),
 //! `E2E_CRUN_DELAYS` (`0,2600,5000`, the wrapper's resize at raw),
 //! `E2E_WRAPPER_OPTS` (extra pty-resize options, e.g. `--mode channel`).
 //! Each prints one `MEASURE …` line per try and a tally; the figures are in
@@ -18,6 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use e2e::place::Place;
+use e2e::real_machine::STALL_VAR;
 use e2e::{backend, note, Machine};
 use real_agent::{back_to_back_short_session, naive_push_at_raw, resize_at_raw_with, Outcome};
 
@@ -61,13 +63,18 @@ fn measure_naive_push_at_raw() {
         return;
     }
     let delay = env_or("E2E_CRUN_DELAY_MS", "400");
+    let stall = env_or(STALL_VAR, "0");
+    let knobs = format!("crun_delay_ms={delay} crun_stall_ms={stall}");
     let (mut k137, mut k1, mut never, mut alive, mut other) = (0, 0, 0, 0, 0);
     for n in 0..tries() {
         // A fresh machine per try: no try inherits another's leftovers.
-        let machine = Machine::start("measure-push", &[("FAKE_SMOLVM_CRUN_MS", &delay)]);
+        let machine = Machine::start(
+            "measure-push",
+            &[("FAKE_SMOLVM_CRUN_MS", &delay), (STALL_VAR, &stall)],
+        );
         let outcome = naive_push_at_raw(&machine, &format!("push-{n}"));
         note(&format!(
-            "MEASURE naive-push crun_delay_ms={delay} try={n} outcome={outcome:?}"
+            "MEASURE naive-push {knobs} try={n} outcome={outcome:?}"
         ));
         match outcome {
             Outcome::Killed137 => k137 += 1,
@@ -78,7 +85,7 @@ fn measure_naive_push_at_raw() {
         }
     }
     note(&format!(
-        "MEASURE naive-push crun_delay_ms={delay} tries={}: 137={k137} exit1={k1} never-ran={never} survived={alive} other={other}",
+        "MEASURE naive-push {knobs} tries={}: 137={k137} exit1={k1} never-ran={never} survived={alive} other={other}",
         tries()
     ));
 }
