@@ -328,16 +328,18 @@ fn a_storm_of_50_resizes_during_bring_up_is_one_push_of_the_last_size() {
         .iter()
         .position(|r| r.event == "ready")
         .expect("ready");
-    let winches_before_ready = events(&log)[..ready_at]
+    // SIGWINCHs merge while pending: the wrapper sees fewer than 50. What
+    // matters is that they all came before readiness (inside the window).
+    let winches_after_ready = events(&log)[ready_at..]
         .iter()
         .filter(|r| r.event == "size" && r.get("at") == Some("winch"))
         .count();
-    if winches_before_ready == 50 {
+    if winches_after_ready == 0 {
         // Newest wins: the probe that found the program sized it once.
         assert_eq!(pushes.len(), 1, "{}\n{records:#?}", log_text(&log));
     } else {
         e2e::note(&format!(
-            "skipped: the storm outlasted the crun window ({winches_before_ready} of 50 before ready); checking at most one push in flight only"
+            "skipped: the storm outlasted the crun window ({winches_after_ready} resizes seen after ready); checking one vm_exec at a time only"
         ));
     }
     assert_eq!(

@@ -82,16 +82,24 @@ pub fn prologue_quiet(size: Size) -> String {
 /// children inherit it; one of them may lead a session of its own). `stat`
 /// is split after its last `)`: the command name may hold spaces and
 /// parentheses (the slow longest match `##*)` only then). One scan is one
-/// `grep -lz` over every `/proc/*/environ` (C, not a shell loop: it stays
-/// cheap with hundreds of processes); only the few that carry the marker
-/// (the program and its children) are looked at further.
+/// `grep -lF` over every `/proc/*/environ` (C, not a shell loop: it stays
+/// cheap with hundreds of processes): the marker is exactly 16 hex digits,
+/// so `MARKER_VAR=ID` as a substring is this session's variable. Only the
+/// few files it names (the program and its children) are looked at
+/// further, with builtins: a parent is "marked" if its file is among them,
+/// and `read` of `cmdline` (NULs dropped, by dash and busybox alike) shows
+/// the prologue. No `grep -z`: the guest's busybox 1.36.1 has none
+/// (checked with the binary from `agent-rootfs.tar`); its `grep -F` does
+/// match across the NULs of an environment.
 ///
 /// It looks up to [`SCANS`] times, [`PAUSE`] s apart, before it gives up.
 /// Exit 0: found (and, with a size, `stty -F /proc/<pid>/fd/0` applied it,
-/// then one late SIGWINCH to its group 0.1 s later, in the background, for
-/// programs that took the first of `stty`'s two ioctls mid-redraw; see
-/// [`LATE_WINCH`]). [`NOT_YET`]: no such process, or it is still the
-/// prologue. [`STTY_FAILED`]: `stty` failed.
+/// then one late SIGWINCH to its group 0.1 s later, in the background and
+/// in a session of its own — an agent may kill what the command leaves in
+/// its group when it ends, as the fake does — for programs that took the
+/// first of `stty`'s two ioctls mid-redraw; see [`LATE_WINCH`]).
+/// [`NOT_YET`]: no such process, or it is still the prologue.
+/// [`STTY_FAILED`]: `stty` failed.
 ///
 /// The marker is an argument, never in the script's own environment (or the
 /// scan would find itself); ID, COLS and ROWS are checked to be hex and
@@ -99,21 +107,22 @@ pub fn prologue_quiet(size: Size) -> String {
 pub fn find_and_size() -> String {
     format!(
         "i=$1 c=$2 r=$3; \
-case \"$i\" in ''|*[!0-9a-f]*) exit 2;; esac; \
+case \"$i\" in *[!0-9a-f]*) exit 2;; ????????????????) ;; *) exit 2;; esac; \
 case \"$c:$r\" in :) ;; *[!0-9:]*|:*|*:) exit 2;; esac; \
 m={MARKER_VAR}=$i; k=0; \
 while :; do \
-for e in $(grep -lxzF \"$m\" /proc/[0-9]*/environ 2>/dev/null); do \
+h=\" $(grep -lF \"$m\" /proc/[0-9]*/environ 2>/dev/null | tr '\\n' ' ')\"; \
+for e in $h; do \
 d=${{e%/environ}}; p=${{d#/proc/}}; \
 read -r x n t pp pg se tt x 2>/dev/null <\"$d/stat\" || continue; \
 case \"$n$t\" in *')'[A-Za-z]) ;; *) read -r s <\"$d/stat\" || continue; \
 set -- ${{s##*\\)}}; pp=$2 se=$4 tt=$5;; esac; \
 [ \"$se\" = \"$p\" ] && [ \"$tt\" != 0 ] || continue; \
-grep -qxzF \"$m\" \"/proc/$pp/environ\" 2>/dev/null && continue; \
-grep -qz '^{PROLOGUE_MARK}' \"$d/cmdline\" 2>/dev/null && break; \
+case \"$h\" in *\" /proc/$pp/environ \"*) continue;; esac; \
+read -r a 2>/dev/null <\"$d/cmdline\"; case \"$a\" in *'{PROLOGUE_MARK}'*) break;; esac; \
 [ -z \"$c\" ] && exit 0; \
 stty -F \"$d/fd/0\" cols \"$c\" rows \"$r\" || exit {STTY_FAILED}; \
-( sleep 0.1; kill -s WINCH -- \"-$p\" || kill -s WINCH \"$p\"; ) </dev/null >/dev/null 2>&1 & \
+setsid sh -c 'sleep 0.1; kill -s WINCH -- \"-$1\" || kill -s WINCH \"$1\"' sh \"$p\" </dev/null >/dev/null 2>&1 & \
 exit 0; \
 done; \
 k=$((k+1)); [ \"$k\" -lt {SCANS} ] || exit {NOT_YET}; sleep {PAUSE}; \
@@ -168,9 +177,10 @@ done",
     })
 }
 
-/// A marker as the wrapper makes them: lowercase hex, not empty.
+/// A marker as the wrapper makes them: 16 lowercase hex digits (the script
+/// relies on the length: a marker is never a prefix of another).
 pub fn valid_marker(marker: &str) -> bool {
-    !marker.is_empty()
+    marker.len() == 16
         && marker
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -445,9 +455,13 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
             assert!(push_by_marker(Size::new(1, 1), bad).is_none(), "{bad:?}");
             assert!(channel_by_marker(bad).is_none(), "{bad:?}");
         }
-        assert!(push_by_marker(Size::new(90, 25), "beef")
+        assert!(push_by_marker(Size::new(90, 25), "00000000deadbeef")
             .unwrap()
-            .starts_with("set -- beef 90 25; "));
+            .starts_with("set -- 00000000deadbeef 90 25; "));
+        assert!(
+            push_by_marker(Size::new(90, 25), "deadbeef").is_none(),
+            "16 digits"
+        );
         assert_eq!(
             prologue_quiet(Size::new(120, 40)),
             ": pty-resize-prologue; stty cols 120 rows 40 2>/dev/null; exec \"$@\""
@@ -504,16 +518,17 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
                 .code()
         };
         // A random marker per run: parallel runs never see each other's.
-        let id = format!("{:x}", 0xfeed_0000_u64 + u64::from(std::process::id()));
+        let id = format!("{:016x}", 0xfeed_0000_u64 + u64::from(std::process::id()));
         let var = MARKER_VAR.to_string();
         assert_eq!(run(&[&id]), Some(NOT_YET), "nobody carries it yet");
 
         // The prologue still running (its own `stty` may land later): not yet.
+        // (`; :` so that no shell execs the last command in place: busybox does.)
         let pty = nix::pty::openpty(None, None).unwrap();
         let mut pro = leader(
             &pty,
             &[(&var, &id)],
-            &format!("{PROLOGUE_MARK}; sleep 30"),
+            &format!("{PROLOGUE_MARK}; sleep 30; :"),
             &[],
         );
         let seen = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
@@ -552,7 +567,10 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
         assert_ne!(winsize(&pty), (91, 27));
         assert_eq!(run(&[&id, "91", "27"]), Some(0));
         assert_eq!(winsize(&pty), (91, 27));
-        assert_eq!(run(&[&format!("{id}0")]), Some(NOT_YET), "another marker");
+        let other = format!("{:016x}", 0xbeef_0000_u64 + u64::from(std::process::id()));
+        assert_eq!(run(&[&other]), Some(NOT_YET), "another marker");
+        // Only whole markers: a prefix of one is refused, not matched.
+        assert_eq!(run(&[&id[..15]]), Some(2));
         // Anything but hex and digits is refused before any use.
         assert_eq!(run(&["x;y"]), Some(2));
         assert_eq!(run(&[&id, "9;", "2"]), Some(2));
