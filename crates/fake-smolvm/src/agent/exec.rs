@@ -398,14 +398,20 @@ impl Exec<'_> {
         if self.ctl.killed().is_some() {
             return;
         }
-        let crun_killed = status.signal() == Some(libc::SIGKILL)
-            || status.code() == Some(128 + libc::SIGKILL);
+        let crun_killed =
+            status.signal() == Some(libc::SIGKILL) || status.code() == Some(128 + libc::SIGKILL);
         if !crun_killed {
             return;
         }
         let until = monotonic_ms() + 1000.0;
         while monotonic_ms() < until {
-            let running = self.machine.timeline.lock().unwrap().main_handle(main).is_some();
+            let running = self
+                .machine
+                .timeline
+                .lock()
+                .unwrap()
+                .main_handle(main)
+                .is_some();
             if !running {
                 return;
             }
@@ -491,6 +497,11 @@ impl Exec<'_> {
         let exit_code = match (fault, status.code(), signal) {
             (Some(Fault::Timeout), _, _) => 124,
             (_, Some(code), _) => code,
+            // At VM level 0.8.0 reports `status.code().unwrap_or(-1)`
+            // (`main.rs` 3360, 3575, 3667); crun turns a signal into 128+N.
+            (_, None, Some(_)) if self.path == ExecPath::VmExec => {
+                super::vm_exec::exit_code(status, self.cfg.compat)
+            }
             (_, None, Some(sig)) => 128 + sig,
             _ => 1,
         };

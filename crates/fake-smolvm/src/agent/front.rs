@@ -11,12 +11,17 @@ use super::handoff;
 use super::peer::Peer;
 
 /// Serves until the guest server is gone (its end of `channel` closes).
+/// At most [`handoff::MAX_CONNECTIONS`] connections are with the server at
+/// once: with all of them taken the listener is not even polled, so the next
+/// client's connection waits in the backlog, unaccepted and unanswered — for
+/// everyone, as in smolvm's agent.
 pub fn serve(listener: &UnixListener, channel: &OwnedFd) {
+    let mut busy = 0usize;
     loop {
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(channel.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = vec![PollFd::new(channel.as_fd(), PollFlags::POLLIN)];
+        if busy < handoff::MAX_CONNECTIONS {
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -25,23 +30,31 @@ pub fn serve(listener: &UnixListener, channel: &OwnedFd) {
                 return;
             }
         }
-        let guest = fds[1].revents().unwrap_or(PollFlags::empty());
+        let guest = fds[0].revents().unwrap_or(PollFlags::empty());
+        let ready = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .unwrap_or(PollFlags::empty());
+        drop(fds);
         if !guest.is_empty() {
-            // The server never writes to the front: any event is its hang-up.
-            return;
+            // A connection done, or the server's hang-up.
+            match handoff::recv_done(channel.as_fd()) {
+                Ok(Some(n)) => busy = busy.saturating_sub(n),
+                Ok(None) | Err(_) => return,
+            }
         }
-        let ready = fds[0].revents().unwrap_or(PollFlags::empty());
         if !ready.contains(PollFlags::POLLIN) {
             continue;
         }
         match listener.accept() {
             Ok((stream, _)) => {
                 let peer = Peer::of(&stream);
-                if let Err(e) = handoff::send(channel.as_fd(), stream.as_fd(), &peer) {
-                    eprintln!(
+                match handoff::send(channel.as_fd(), stream.as_fd(), &peer) {
+                    Ok(()) => busy += 1,
+                    Err(e) => eprintln!(
                         "agent: front: cannot hand the connection of pid {} to the guest: {e}",
                         peer.pid
-                    );
+                    ),
                 }
             }
             Err(e) => eprintln!("agent: front: accept failed: {e}"),

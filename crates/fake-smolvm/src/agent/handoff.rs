@@ -13,6 +13,11 @@ use nix::sys::socket::{
 
 use super::peer::Peer;
 
+/// At most this many connections are served at once
+/// (`MAX_CONCURRENT_CONNECTIONS`, smolvm v0.8.0 `main.rs` 1431; the accept
+/// loop takes a permit per connection and blocks without one, 1502).
+pub const MAX_CONNECTIONS: usize = 8;
+
 /// Largest peer description a message carries.
 const MAX_MESSAGE: usize = 64 * 1024;
 
@@ -43,6 +48,25 @@ pub fn send(channel: BorrowedFd<'_>, conn: BorrowedFd<'_>, peer: &Peer) -> io::R
     )
     .map(|_| ())
     .map_err(io::Error::from)
+}
+
+/// The server tells the front that one connection is over (a permit back).
+pub fn done(channel: BorrowedFd<'_>) {
+    let _ = nix::sys::socket::send(channel.as_raw_fd(), b"d", MsgFlags::MSG_NOSIGNAL);
+}
+
+/// The front reads what the server sent: `Ok(n)` connections done, or
+/// `Ok(None)`: the server is gone. Blocks until there is something.
+pub fn recv_done(channel: BorrowedFd<'_>) -> io::Result<Option<usize>> {
+    let mut buf = [0u8; 64];
+    loop {
+        match nix::sys::socket::recv(channel.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(1)),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Receives one connection. `Ok(None)`: the front is gone.

@@ -27,6 +27,7 @@ mod relay;
 mod server;
 mod state;
 mod timeline;
+mod vm_exec;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};

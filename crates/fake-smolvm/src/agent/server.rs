@@ -10,17 +10,25 @@ use super::exec;
 use super::handoff;
 use super::peer::Peer;
 use super::state::Machine;
+use super::vm_exec;
 use crate::exec_log::ExecPath;
 use crate::wire::{self, Request, Response, PROTOCOL_VERSION};
 
-/// Serves until the front is gone.
+/// Serves until the front is gone. Each connection, once served, is
+/// reported back to the front (which serves at most
+/// [`handoff::MAX_CONNECTIONS`] at once).
 pub fn serve(machine: Machine, channel: OwnedFd) {
     let machine = Arc::new(machine);
+    let channel = Arc::new(channel);
     loop {
         match handoff::recv(channel.as_fd()) {
             Ok(Some((fd, peer))) => {
                 let machine = machine.clone();
-                std::thread::spawn(move || connection(&machine, UnixStream::from(fd), &peer));
+                let channel = channel.clone();
+                std::thread::spawn(move || {
+                    connection(&machine, UnixStream::from(fd), &peer);
+                    handoff::done(channel.as_fd());
+                });
             }
             Ok(None) => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -29,7 +37,8 @@ pub fn serve(machine: Machine, channel: OwnedFd) {
     }
 }
 
-/// One connection: any number of `ping`/`query`, then at most one exec.
+/// One connection: any number of `ping`/`query` and non-interactive
+/// `vm_exec`, then at most one other exec.
 /// Garbage, a frame over the limit, a half frame or an unknown method is
 /// logged; the connection gets an `error` where it can still read one, and
 /// nothing else on the machine is affected.
@@ -64,6 +73,12 @@ fn connection(machine: &Machine, stream: UnixStream, peer: &Peer) {
             Request::Run(req) => {
                 let Ok(w) = stream.try_clone() else { return };
                 return exec::run(machine, peer, ExecPath::Run, &req, w, reader);
+            }
+            Request::VmExec(req) if !req.interactive => {
+                if vm_exec::serve(machine, peer, &req, &stream) {
+                    continue;
+                }
+                return;
             }
             Request::VmExec(req) => {
                 let Ok(w) = stream.try_clone() else { return };

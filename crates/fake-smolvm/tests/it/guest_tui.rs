@@ -86,6 +86,8 @@ fn first_frame_shows_the_pty_size_and_q_quits_with_0() {
     let mut pty = Pty::spawn(100, 30, &[]);
     pty.wait_text("guest-tui size 100x30 first 100x30 frames 1 winch 0");
     pty.wait_text("believed 100x30");
+    // The frame's last row may come in a later write than its status line.
+    pty.wait_text("└");
     let screen = pty.screen();
     let rows: Vec<&str> = screen.lines().collect();
     assert!(

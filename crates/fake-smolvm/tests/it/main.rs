@@ -7,6 +7,7 @@
 //! from `../shared/smolvm-0.8.0/smolvm` when it is there (a test that needs
 //! it says "skipped: no real client at <path>" otherwise).
 
+mod agent_limits;
 mod bad_input;
 mod clients;
 mod common;
