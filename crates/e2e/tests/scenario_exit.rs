@@ -48,6 +48,44 @@ fn a_guest_killed_by_sigkill_makes_the_wrapper_exit_137() {
 }
 
 #[test]
+fn ctrl_c_during_start_up_stops_an_enclosing_shell_loop_as_plain_smolvm_does() {
+    // The audit's reproduction: a loop of sessions in a shell script, Ctrl-C
+    // while the first one still starts (the terminal is cooked: Ctrl-C is a
+    // SIGINT to the foreground group). Plain smolvm dies of it and bash, seeing
+    // a child killed by SIGINT, stops; the wrapper must die of it too.
+    let machine = Machine::start("ctrl-c-loop", &[("FAKE_SMOLVM_BRINGUP_MS", "3000")]);
+    let argv = machine.wrapped_argv(&[], &guest::tui_exec_args("ctrl-c-loop", &[]));
+    let script = format!(
+        "for i in 1 2 3; do {}; echo \"ITER $i rc=$?\"; done; echo LOOP-DONE",
+        e2e::shell::join(&argv)
+    );
+    let mut cmd = hermetic::command("bash");
+    cmd.arg("-c").arg(script).envs(machine.env());
+    let mut term = Term::spawn(100, 30, cmd);
+    term.watch(&machine);
+    let log = machine.wrapper_log_path();
+    wait_for(
+        "the first session's smolvm to start",
+        DEADLINE,
+        || {
+            Machine::wrapper_events(&log)
+                .iter()
+                .any(|r| r.event == "start")
+        },
+        || machine.wrapper_log(),
+    );
+    term.send_keys("\x03");
+    assert_eq!(
+        term.wait_exit(DEADLINE),
+        Exit::Signal(libc::SIGINT),
+        "screen:\n{}\nwrapper log:\n{}",
+        term.contents(),
+        machine.wrapper_log()
+    );
+    assert!(!term.contents().contains("ITER"), "{}", term.contents());
+}
+
+#[test]
 fn sigterm_to_the_wrapper_ends_the_guest_session() {
     let machine = Machine::start("sigterm", &[]);
     // The record file's path is unique to this test: it finds the guest.
@@ -66,9 +104,9 @@ fn sigterm_to_the_wrapper_ends_the_guest_session() {
 
     // The Term's program is the wrapper itself.
     kill(Pid::from_raw(term.pid() as i32), Signal::SIGTERM).unwrap();
-    // The wrapper forwards SIGTERM to smolvm and exits with its status
-    // (killed by SIGTERM: 128+15).
-    assert_eq!(term.wait_exit(DEADLINE), Exit::Code(128 + 15));
+    // The wrapper forwards SIGTERM to smolvm, which dies of it; the wrapper
+    // then dies of SIGTERM too, as plain smolvm would (its log says 143).
+    assert_eq!(term.wait_exit(DEADLINE), Exit::Signal(libc::SIGTERM));
     assert!(
         machine
             .wrapper_log()

@@ -45,8 +45,10 @@ pub const MIN_SETTLE_MS: u64 = 500;
 const AFTER_HELP: &str = "\
 Exit codes:
   N        the wrapped command's exit code
-  128+N    the wrapped command was killed by signal N
-  1        internal error before the command started (e.g. --log cannot be opened)
+  128+N    the wrapped command was killed by signal N (for SIGINT, SIGQUIT,
+           SIGTERM, SIGHUP the wrapper dies of that signal instead, as smolvm would)
+  1        internal error before the command started (e.g. --log cannot be opened,
+           or 120 s waiting for another session's start-up on the machine)
   2        usage error (missing machine, missing `--`, empty command, empty machine
            name, a machine that differs from the command's --name, unsafe timings)
   127      the program cannot be run (not found, not executable)

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -13,9 +14,10 @@ use crate::cli::{self, Cli};
 use crate::error::Error;
 use crate::guardian;
 use crate::handoff;
+use crate::launch;
 use crate::log::Log;
 use crate::log_event::LogEvent;
-use crate::session::{self, Plan};
+use crate::session::{self, Ending, Plan};
 use crate::smolvm_argv::{self, ExecArgv};
 use crate::state::Config;
 use crate::version::{self, Probe};
@@ -133,6 +135,29 @@ fn isatty(fd: i32) -> bool {
     unsafe { libc::isatty(fd) == 1 }
 }
 
+/// Ends the wrapper the way `ending` says: exits with its code, or dies of
+/// its signal by the default action (no core file: the crash, if any, was
+/// the child's). Returns the code only if the signal did not end it.
+pub fn die_by(ending: Ending) -> i32 {
+    if let Ending::Signal(sig) = ending {
+        // SAFETY: plain libc calls on local, initialised structs.
+        unsafe {
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::raise(sig);
+        }
+    }
+    ending.code()
+}
+
 /// Makes sure fds 0, 1, 2 are open (on /dev/null if they were closed), so
 /// files opened later can never take those numbers and be mistaken for them.
 pub fn ensure_std_fds() {
@@ -151,15 +176,16 @@ pub fn ensure_std_fds() {
     }
 }
 
-/// Runs an invocation; returns the exit code (the command's, or 0 for info).
-pub fn run(inv: Invocation) -> Result<i32, Error> {
+/// Runs an invocation; returns how to end (the command's code or signal, or
+/// 0 for info).
+pub fn run(inv: Invocation) -> Result<Ending, Error> {
     let cli = match inv {
         Invocation::Info(text) => {
             print!("{text}");
-            return Ok(0);
+            return Ok(Ending::Code(0));
         }
-        Invocation::Handoff(args) => return Ok(handoff::supervise(&args)),
-        Invocation::Guardian => return Ok(guardian::run()),
+        Invocation::Handoff(args) => return Ok(Ending::Code(handoff::supervise(&args))),
+        Invocation::Guardian => return Ok(Ending::Code(guardian::run())),
         Invocation::Wrap(cli) => cli,
     };
     let start = Instant::now();
@@ -177,7 +203,7 @@ pub fn run(inv: Invocation) -> Result<i32, Error> {
     result
 }
 
-fn wrap(cli: &Cli, log: &mut Log, start: Instant) -> Result<i32, Error> {
+fn wrap(cli: &Cli, log: &mut Log, start: Instant) -> Result<Ending, Error> {
     let program = &cli.argv[0];
     let main_path = version::resolve(program).map_err(|e| Error::cannot_run(program, &e))?;
     let side_path = match &cli.smolvm {
@@ -202,6 +228,13 @@ fn wrap(cli: &Cli, log: &mut Log, start: Instant) -> Result<i32, Error> {
         });
     }
     let exec = exec.ok_or_else(|| Error::Internal("bridge without an exec".into()))?;
+    // Signals are caught from here on, before `smolvm --version` may run for
+    // up to its timeout: a Ctrl-C then ends the wrapper, logged, before any
+    // smolvm starts (the session sees it queued), instead of killing it
+    // outright.
+    let (tx, rx) = mpsc::channel();
+    launch::catch_signals(tx.clone())
+        .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
     let native = !cli.force_bridge && detect_native(&main_path, log);
     let plan = Plan {
         argv: cli.argv.clone(),
@@ -220,7 +253,12 @@ fn wrap(cli: &Cli, log: &mut Log, start: Instant) -> Result<i32, Error> {
         },
         no_prologue: cli.no_prologue,
     };
-    session::run(plan, std::mem::replace(log, Log::disabled(start)), start)
+    session::run(
+        plan,
+        std::mem::replace(log, Log::disabled(start)),
+        start,
+        (tx, rx),
+    )
 }
 
 /// Whether smolvm forwards sizes itself (0.8.1+); logged either way.

@@ -33,6 +33,19 @@ pub fn catch_signals(tx: Sender<Event>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A stop request (SIGTERM, SIGHUP, SIGINT, SIGQUIT) already waiting in
+/// `rx`, if any; every other event already there is dropped (before the
+/// child starts there is nothing else to react to: the size is read after).
+pub fn pending_stop(rx: &Receiver<Event>) -> Option<Sig> {
+    let mut stop = None;
+    while let Ok(ev) = rx.try_recv() {
+        if let Event::Signal(sig @ (Sig::Term | Sig::Hup | Sig::Int | Sig::Quit)) = ev {
+            stop = stop.or(Some(sig));
+        }
+    }
+    stop
+}
+
 /// The held main lock.
 #[derive(Debug)]
 pub struct MainLock {

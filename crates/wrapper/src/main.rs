@@ -8,7 +8,7 @@ use pty_resize::entry;
 fn main() -> ExitCode {
     entry::ensure_std_fds();
     let code = match entry::parse().and_then(entry::run) {
-        Ok(code) => code,
+        Ok(ending) => entry::die_by(ending),
         Err(e) => {
             eprintln!("pty-resize: {e}");
             e.exit_code()

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -60,6 +60,41 @@ pub struct Plan {
     pub no_prologue: bool,
 }
 
+/// How the wrapper ends: with an exit code, or by dying of the signal that
+/// ended the session, as plain smolvm would have (an enclosing shell loop
+/// stops on a child killed by SIGINT, and goes on after an `exit 130`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Exit with this code.
+    Code(i32),
+    /// Restore nothing more, then die of signal N (default action).
+    Signal(i32),
+}
+
+impl Ending {
+    /// The shell convention's code for it: N, or 128+N for signal N.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Code(c) => c,
+            Self::Signal(n) => 128 + n,
+        }
+    }
+
+    /// The ending that mirrors the child's status (pure): a death by one of
+    /// the signals that ask a process to stop (Ctrl-C, Ctrl-\, a hang-up,
+    /// `kill`) is passed on; any other signal (SIGKILL, a crash) is only a
+    /// code, so the wrapper never dumps core or fakes a crash of its own.
+    pub fn of(status: ExitStatus) -> Self {
+        match status.signal() {
+            Some(n) if PASSED_ON.contains(&n) => Self::Signal(n),
+            _ => Self::Code(exit_code(status)),
+        }
+    }
+}
+
+/// The signals a session that ended by them passes on by dying of them.
+pub const PASSED_ON: [i32; 4] = [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
+
 /// The shell convention for a status: the code, or 128+N for signal N.
 pub fn exit_code(status: ExitStatus) -> i32 {
     status
@@ -100,10 +135,16 @@ fn start_guardian(log: &mut Log) -> Option<Guardian> {
 }
 
 /// Runs a bridged session to its end; returns the exit code.
-pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
-    let (tx, rx) = mpsc::channel();
-    launch::catch_signals(tx.clone())
-        .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
+///
+/// `events` is the channel [`launch::catch_signals`] already feeds: signals
+/// that came before (during the version probe) are waiting in it.
+pub fn run(
+    plan: Plan,
+    mut log: Log,
+    start: Instant,
+    events: (Sender<Event>, Receiver<Event>),
+) -> Result<Ending, Error> {
+    let (tx, rx) = events;
     let saved = Saved::save(0);
     let guardian = start_guardian(&mut log);
     let watch = readiness::watch_for(readiness::stdin_lflags());
@@ -126,14 +167,23 @@ pub fn run(plan: Plan, mut log: Log, start: Instant) -> Result<i32, Error> {
             )));
         }
         LockWait::Ended(sig) => {
-            let code = 128 + sig.raw();
             log.event(&LogEvent::Exit {
-                code,
+                code: 128 + sig.raw(),
                 status: format!("{} while waiting for the machine lock", sig.name()),
             });
-            return Ok(code);
+            return Ok(Ending::Signal(sig.raw()));
         }
     };
+    // A stop request that came before the lock (during the version probe,
+    // say) while there is still no child: end here, as plain smolvm would
+    // have died of it.
+    if let Some(sig) = launch::pending_stop(&rx) {
+        log.event(&LogEvent::Exit {
+            code: 128 + sig.raw(),
+            status: format!("{} before smolvm started", sig.name()),
+        });
+        return Ok(Ending::Signal(sig.raw()));
+    }
     // Read after the lock wait, so the prologue has the newest size.
     let initial = size::read_host();
     log.event(&LogEvent::Size {
@@ -288,7 +338,7 @@ impl Session {
             }
     }
 
-    fn route(&mut self, rx: &Receiver<Event>) -> i32 {
+    fn route(&mut self, rx: &Receiver<Event>) -> Ending {
         loop {
             let now = self.now();
             let mut wait = self.sm.next_deadline().map(|d| d.saturating_sub(now));
@@ -299,16 +349,16 @@ impl Session {
                 Some(w) => match rx.recv_timeout(w) {
                     Ok(ev) => Some(ev),
                     Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return 1,
+                    Err(RecvTimeoutError::Disconnected) => return Ending::Code(1),
                 },
                 None => match rx.recv() {
                     Ok(ev) => Some(ev),
-                    Err(_) => return 1,
+                    Err(_) => return Ending::Code(1),
                 },
             };
             if let Some(ev) = event {
-                if let Some(code) = self.handle(ev) {
-                    return code;
+                if let Some(ending) = self.handle(ev) {
+                    return ending;
                 }
             }
             if self.polling() {
@@ -328,8 +378,8 @@ impl Session {
         }
     }
 
-    /// Handles one event; `Some(code)` ends the session.
-    fn handle(&mut self, ev: Event) -> Option<i32> {
+    /// Handles one event; `Some(ending)` ends the session.
+    fn handle(&mut self, ev: Event) -> Option<Ending> {
         match ev {
             Event::ChildExited(status) => return Some(self.finish(status)),
             Event::Signal(sig) => self.signal(sig),
@@ -441,7 +491,7 @@ impl Session {
 
     /// The child ended: hand the terminal back if a signal was involved,
     /// leave side channels in their bring-up to finish, return the code.
-    fn finish(&mut self, status: ExitStatus) -> i32 {
+    fn finish(&mut self, status: ExitStatus) -> Ending {
         if status.signal().is_some() || self.forwarded {
             let (termios, flags) = self.saved.restore();
             self.log.event(&LogEvent::Restore {
@@ -452,12 +502,12 @@ impl Session {
         if let Some(p) = self.pusher.take() {
             p.finish(&mut self.log);
         }
-        let code = exit_code(status);
+        let ending = Ending::of(status);
         self.log.event(&LogEvent::Exit {
-            code,
+            code: ending.code(),
             status: crate::side::describe_status(status),
         });
-        code
+        ending
     }
 }
 
@@ -471,5 +521,18 @@ mod tests {
         assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
         assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 137);
         assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGTERM)), 143);
+    }
+
+    #[test]
+    fn a_death_by_a_stop_request_is_passed_on_and_other_signals_are_codes() {
+        let of = |raw| Ending::of(ExitStatus::from_raw(raw));
+        assert_eq!(of(libc::SIGINT), Ending::Signal(libc::SIGINT));
+        assert_eq!(of(libc::SIGQUIT | 0x80), Ending::Signal(libc::SIGQUIT));
+        assert_eq!(of(libc::SIGTERM), Ending::Signal(libc::SIGTERM));
+        assert_eq!(of(libc::SIGHUP), Ending::Signal(libc::SIGHUP));
+        assert_eq!(of(libc::SIGKILL), Ending::Code(137));
+        assert_eq!(of(libc::SIGSEGV | 0x80), Ending::Code(139));
+        assert_eq!(of(130 << 8), Ending::Code(130));
+        assert_eq!(Ending::Signal(libc::SIGINT).code(), 130);
     }
 }

@@ -203,10 +203,16 @@ pub fn query(program: &Path, timeout: Duration) -> Probe {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    // SAFETY: setsid and prctl are async-signal-safe; nothing else runs
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            // Its own session keeps the terminal's signals away from it, so
+            // a wrapper killed mid-probe must take it along (Linux; elsewhere
+            // the probe's own end, or its timeout's kill, bounds it).
+            #[cfg(target_os = "linux")]
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }

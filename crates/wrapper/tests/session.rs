@@ -124,7 +124,12 @@ fn a_resize_at_raw_mode_is_pushed_after_ready_never_inside_the_window() {
 
 #[test]
 fn the_terminal_is_handed_back_after_sigterm_sighup_and_a_killed_smolvm() {
-    for (what, code) in [("SIGTERM", 143), ("SIGHUP", 129), ("kill smolvm", 137)] {
+    // A session ended by a stop request dies of it, as plain smolvm would.
+    for (what, ended) in [
+        ("SIGTERM", "signal-15"),
+        ("SIGHUP", "signal-1"),
+        ("kill smolvm", "exit-137"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let pty = Pty::new(100, 30);
         let before = pty.mode();
@@ -144,8 +149,8 @@ fn the_terminal_is_handed_back_after_sigterm_sighup_and_a_killed_smolvm() {
             }
         }
         assert_eq!(
-            run.wait_exit().code(),
-            Some(code),
+            kit::ended(run.wait_exit()),
+            ended,
             "{what}\n{}",
             kit::context(dir.path())
         );
@@ -221,7 +226,7 @@ fn sigterm_while_waiting_for_the_machine_lock_ends_the_wrapper_without_a_smolvm(
     .spawn(&pb);
     b.wait_event("lock-wait");
     b.signal(libc::SIGTERM);
-    assert_eq!(b.wait_exit().code(), Some(143));
+    assert_eq!(kit::ended(b.wait_exit()), "signal-15");
     assert!(b
         .first("exit")
         .unwrap()
@@ -257,7 +262,7 @@ fn ctrl_c_while_waiting_for_the_machine_lock_gives_up_after_saying_why() {
     // No child yet: Ctrl-C (the terminal's SIGINT to its foreground group)
     // ends the wait, as it would end a plain smolvm.
     pb.type_in(b"\x03");
-    assert_eq!(b.wait_exit().code(), Some(130));
+    assert_eq!(kit::ended(b.wait_exit()), "signal-2");
     assert_eq!(b.count("start"), 0);
     assert_eq!(quit(&mut a, &pa), 0);
     assert_eq!(
@@ -265,6 +270,29 @@ fn ctrl_c_while_waiting_for_the_machine_lock_gives_up_after_saying_why() {
         1,
         "B never spawned smolvm"
     );
+}
+
+#[test]
+fn ctrl_c_during_start_up_ends_the_session_and_the_wrapper_dies_of_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let before = pty.mode();
+    // A long bring-up: the terminal is still cooked, so Ctrl-C is a SIGINT
+    // to the foreground group (the wrapper and smolvm), as with plain smolvm.
+    let mut run = Setup::new(dir.path(), "m")
+        .env("STUB_BRINGUP_MS", 5000)
+        .spawn(&pty);
+    run.wait_event("start");
+    pty.type_in(b"\x03");
+    // Dying of SIGINT (not exit 130) is what stops an enclosing shell loop.
+    assert_eq!(
+        kit::ended(run.wait_exit()),
+        "signal-2",
+        "{}",
+        kit::context(dir.path())
+    );
+    assert_eq!(pty.mode(), before, "terminal not as before");
+    assert_eq!(run.first("exit").unwrap().get("code"), Some("130"));
 }
 
 #[test]
@@ -463,6 +491,33 @@ fn a_hung_version_is_bounded_then_cached() {
         assert_eq!(quit(&mut run, &pty), 0);
     }
     assert_eq!(steps(dir.path(), "version").len(), 1, "asked once");
+}
+
+#[test]
+fn ctrl_c_while_smolvm_version_hangs_ends_the_wrapper_logged_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .env("STUB_VERSION", "hang")
+        .spawn(&pty);
+    // The probe runs (its own session: the terminal's SIGINT reaches only
+    // the wrapper).
+    let probe = step(dir.path(), "version").pid;
+    pty.type_in(b"\x03");
+    assert_eq!(
+        kit::ended(run.wait_exit()),
+        "signal-2",
+        "{}",
+        kit::context(dir.path())
+    );
+    let exit = run.first("exit").expect("the exit is logged");
+    assert_eq!(exit.get("code"), Some("130"));
+    assert_eq!(run.count("start"), 0, "no smolvm started");
+    assert!(steps(dir.path(), "main-start").is_empty());
+    // The hung probe did not outlive the wrapper's bound on it.
+    kit::wait_for("the version probe to be gone", dir.path(), || {
+        testkit::procs::has_exited(probe)
+    });
 }
 
 #[test]

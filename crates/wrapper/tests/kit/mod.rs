@@ -165,6 +165,16 @@ impl<'a> Setup<'a> {
     }
 }
 
+/// How a process ended, as the log spells it: `exit-N` or `signal-N`.
+pub fn ended(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit-{c}"),
+        (None, Some(n)) => format!("signal-{n}"),
+        _ => format!("{status:?}"),
+    }
+}
+
 /// The stub's path, made executable.
 pub fn stub_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kit/stub-smolvm.pl")
