@@ -83,10 +83,31 @@ pub const GUEST_TUI_IN_IMAGE: &str = "/usr/local/bin/guest-tui";
 /// so the normal build is not invalidated by the flag). The first build
 /// compiles fake-smolvm's dependencies again (minutes); later ones are
 /// no-ops.
+///
+/// `E2E_GUEST_TUI_LAYER=DIR` names a layer made beforehand instead (e.g. by
+/// an earlier run: `target/static/guest-tui-layer`), skipping the build.
 pub fn guest_tui_layer() -> PathBuf {
     static LAYER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    LAYER.get_or_init(build_guest_tui_layer).clone()
+    LAYER
+        .get_or_init(
+            || match std::env::var_os(LAYER_VAR).filter(|v| !v.is_empty()) {
+                Some(dir) => {
+                    let dir = PathBuf::from(dir);
+                    assert!(
+                        dir.join("usr/local/bin/guest-tui").is_file(),
+                        "e2e: {LAYER_VAR}={} has no usr/local/bin/guest-tui",
+                        dir.display()
+                    );
+                    dir
+                }
+                None => build_guest_tui_layer(),
+            },
+        )
+        .clone()
 }
+
+/// The variable naming a ready-made guest-tui layer (see [`guest_tui_layer`]).
+pub const LAYER_VAR: &str = "E2E_GUEST_TUI_LAYER";
 
 fn build_guest_tui_layer() -> PathBuf {
     let target = profile_dir()
