@@ -114,12 +114,10 @@ fn sigterm_to_the_wrapper_ends_the_guest_session() {
         "{}",
         machine.wrapper_log()
     );
-    wait_for(
-        "the guest program to end",
-        DEADLINE,
-        || procs::running_with_arg(&record).is_empty(),
-        || format!("still running: {:?}", procs::running_with_arg(&record)),
-    );
+    // The guest program is not ended by this: smolvm 0.8.0's agent kills
+    // crun when its client dies, and the `-t` session's container goes on as
+    // the machine's main container (smolvm-0.8.0.md, last section; the fake
+    // does the same) — as with plain smolvm.
     wait_for(
         "the main exec's exec.log record",
         DEADLINE,

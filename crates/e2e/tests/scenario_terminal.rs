@@ -269,9 +269,13 @@ fn a_sigkilled_wrapper_leaves_no_smolvm_or_guest_after_a_second() {
         || done.exists(),
         || term.contents(),
     );
-    let everyone: Vec<i32> = session.iter().chain(&guest).copied().collect();
+    // Only the wrapper's side must end: smolvm 0.8.0's agent keeps a killed
+    // client's `-t` container running as the machine's main container
+    // (smolvm-0.8.0.md, last section; the fake does the same), so the guest
+    // goes on, as with plain smolvm.
+    let everyone: Vec<i32> = session.clone();
     wait_for(
-        "the session's smolvm client and guest to end within a second",
+        "the session's smolvm client to end within a second",
         Duration::from_secs(1),
         || everyone.iter().all(|p| e2e::procs::has_exited(*p)),
         || {

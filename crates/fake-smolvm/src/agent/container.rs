@@ -218,3 +218,59 @@ pub fn status(crun: &OwnedFd, own: ExitStatus) -> ExitStatus {
     }
     own
 }
+
+/// A main container whose session's client is gone: crun was killed, the
+/// container goes on, and later `-t` execs join it (smolvm-0.8.0.md, last
+/// section). Its PTY master is held and drained so its terminal never hangs
+/// up; when its init ends, the machine's main container has ended.
+pub struct Orphan {
+    init: i32,
+    master: Option<File>,
+}
+
+impl Orphan {
+    /// The container whose init is VM-level pid `init`, its PTY master.
+    pub fn new(init: i32, master: Option<File>) -> Orphan {
+        Orphan { init, master }
+    }
+
+    /// Watches the container on a thread of its own until its init ends,
+    /// then ends main container `id` (its joined execs die with it).
+    pub fn watch(self, machine: &super::state::Machine, id: super::timeline::ExecId) {
+        eprintln!(
+            "agent: exec {id}: client gone; container {} goes on as the main container",
+            self.init
+        );
+        // SAFETY: pidfd_open takes a pid and flags; no memory is passed.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, self.init, 0) } as i32;
+        if raw < 0 {
+            // Already gone.
+            for joined in machine.timeline.lock().unwrap().exited(id) {
+                joined.kill(Some(crate::exec_log::Fault::MainExited));
+            }
+            return;
+        }
+        // SAFETY: the kernel just returned this descriptor to us.
+        let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        if let Some(mut master) = self.master {
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 4096];
+                while matches!(master.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+        let timeline = machine.timeline_handle();
+        std::thread::spawn(move || {
+            let mut fds = [nix::poll::PollFd::new(
+                pidfd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            while let Err(nix::errno::Errno::EINTR) =
+                nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE)
+            {}
+            for joined in timeline.lock().unwrap().exited(id) {
+                joined.kill(Some(crate::exec_log::Fault::MainExited));
+            }
+        });
+    }
+}

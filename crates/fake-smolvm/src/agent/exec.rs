@@ -31,6 +31,10 @@ use crate::oci;
 use crate::settings::{Compat, Resolved};
 use crate::wire::{Bytes, ExecRequest, Response};
 
+/// How long `crun exec --tty` takes before it copies the agent PTY's size
+/// (the client's first `resize` normally lands within a few ms of `started`).
+const JOIN_SETUP_MS: f64 = 100.0;
+
 /// What the exec does once it has touched the machine.
 enum Plan {
     /// Create a container: crun window, then load `config.json`.
@@ -56,6 +60,8 @@ struct Exec<'a> {
     progress: Progress,
     /// The crun of a container this exec is creating, until `go`.
     pending: Option<Pending>,
+    /// The main container a hang-up of this `-t` session left running.
+    orphan: Option<container::Orphan>,
 }
 
 /// Serves one `run` or `vm_exec` on `stream` to the end and records it.
@@ -92,10 +98,17 @@ pub fn run(
         input,
         progress: Progress::default(),
         pending: None,
+        orphan: None,
     };
     let ending = exec.go();
-    for joined in machine.timeline.lock().unwrap().exited(id) {
-        joined.kill(Some(Fault::MainExited));
+    match exec.orphan.take() {
+        // Its container goes on as the machine's main container.
+        Some(orphan) => orphan.watch(machine, id),
+        None => {
+            for joined in machine.timeline.lock().unwrap().exited(id) {
+                joined.kill(Some(Fault::MainExited));
+            }
+        }
     }
     machine.forget_tty(id);
     let rec = record::build(
@@ -349,6 +362,9 @@ impl Exec<'_> {
             // 0.8.1 (#312): crun hands the PTY to the agent: 80×24
             // (`consoleSize`) from its creation, resized on each frame.
             (_, Compat::V081) => (Some(Some((80, 24))), true),
+            // 0.8.0, joined: `crun exec`'s PTY, at the agent PTY's size
+            // (set in `start_joined`), never resized.
+            (Plan::Join(_), Compat::V080) => (Some(None), false),
             // 0.8.0: crun's own PTY, 0×0, that nobody sizes.
             (_, Compat::V080) => (Some(None), false),
         }
@@ -367,7 +383,21 @@ impl Exec<'_> {
                 return Err(e);
             }
         };
-        pending.go(go_of(spec, workdir, None), &self.ctl)
+        let init = pending.init_pid;
+        let spawned = pending.go(go_of(spec, workdir, None), &self.ctl)?;
+        // The main container of a `-t` session: a killed client kills crun,
+        // not the container.
+        let main = self
+            .machine
+            .timeline
+            .lock()
+            .unwrap()
+            .main_handle(self.id)
+            .is_some();
+        if let (true, true, Some(init)) = (self.req.tty, main, init) {
+            self.ctl.keep_on_hangup(init);
+        }
+        Ok(spawned)
     }
 
     /// `crun exec` into running main container `main`. Error 137: it is gone.
@@ -387,8 +417,31 @@ impl Exec<'_> {
             });
         };
         let tty = spec.tty.is_some();
+        let mut size = spec.tty.flatten();
+        if tty && self.cfg.compat == Compat::V080 {
+            // `crun exec --tty` makes the PTY at the size of the agent's own
+            // PTY, which the client's first `resize` (sent on `started`)
+            // has set by then; it never follows a later one.
+            self.send_started();
+            size = Some(self.agent_pty_size());
+        }
         let pending = container::prepare(Mode::Exec { target, tty }, spec.interactive, &self.ctl)?;
-        pending.go(go_of(spec, workdir, spec.tty.flatten()), &self.ctl)
+        pending.go(go_of(spec, workdir, size), &self.ctl)
+    }
+
+    /// The agent's own PTY for a joined `-t` exec: 80×24 until the client's
+    /// first `resize`, which `crun exec` (tens of ms to set up) sees.
+    fn agent_pty_size(&self) -> (u16, u16) {
+        let until = monotonic_ms() + JOIN_SETUP_MS;
+        loop {
+            if let Some(size) = self.input.lock().unwrap().held_size() {
+                return size;
+            }
+            if monotonic_ms() >= until || self.out.is_gone() {
+                return (80, 24);
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// A joined command SIGKILLed by no kill of ours: its container's pid
@@ -471,6 +524,9 @@ impl Exec<'_> {
         // The command's input first, then `started`: a `resize` the client
         // sends on `started` finds the PTY (0.8.1: applied on arrival,
         // v0.8.1 `main.rs` 3836-3840).
+        // A second hold on the PTY master: a main container a hang-up
+        // leaves running must not see its terminal hung up.
+        let keep_master = spawned.master.as_ref().and_then(|m| m.try_clone().ok());
         self.input.lock().unwrap().attach(Input {
             sink: spawned.sink,
             resize: spawned.master.filter(|_| resizable),
@@ -492,6 +548,9 @@ impl Exec<'_> {
             None => status,
         };
         let fault = self.ctl.finish();
+        if let Some(init) = self.ctl.orphaned() {
+            self.orphan = Some(container::Orphan::new(init, keep_master));
+        }
         let (stdout, stderr) = relays.finish();
         let signal = status.signal();
         let exit_code = match (fault, status.code(), signal) {

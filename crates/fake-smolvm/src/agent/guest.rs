@@ -29,6 +29,11 @@ struct CtlInner {
     groups: Vec<i32>,
     /// The container's init, when this exec made one (`crun run`).
     init: Option<i32>,
+    /// A group a hang-up of the client does not kill: the main container
+    /// of a `-t` session, which outlives its killed crun.
+    survivor: Option<i32>,
+    /// The kill came from the client hanging up (no fault).
+    hangup: bool,
     /// Set once: the fault that killed (or will kill) the exec.
     fault: Option<Fault>,
     /// A kill was requested (a fault, or a vanished client).
@@ -52,8 +57,27 @@ impl Ctl {
             c.fault = fault;
         }
         c.kill = true;
-        c.groups.iter().copied().for_each(kill_group);
+        c.hangup = c.fault.is_none();
+        let spared = c.survivor.filter(|_| c.hangup);
+        c.groups
+            .iter()
+            .copied()
+            .filter(|g| Some(*g) != spared)
+            .for_each(kill_group);
         self.woken.notify_all();
+    }
+
+    /// A hang-up of the client leaves group `pid` (the main container's
+    /// init) alive: smolvm's agent kills crun, not the container (its pid 1
+    /// ignores the SIGHUP) — smolvm-0.8.0.md, last section.
+    pub fn keep_on_hangup(&self, pid: i32) {
+        self.inner.lock().unwrap().survivor = Some(pid);
+    }
+
+    /// The group left alive by a hang-up, if that is how the exec ended.
+    pub fn orphaned(&self) -> Option<i32> {
+        let c = self.inner.lock().unwrap();
+        c.survivor.filter(|_| c.kill && c.hangup)
     }
 
     /// Whether a kill was requested, and for which fault.
@@ -100,8 +124,13 @@ impl Ctl {
     pub fn finish(&self) -> Option<Fault> {
         let mut c = self.inner.lock().unwrap();
         c.finished = true;
-        // Why: like a container, an exec's leftovers die with its main process.
-        c.groups.drain(..).for_each(kill_group);
+        // Why: like a container, an exec's leftovers die with its main process
+        // (but not a main container a hang-up left running).
+        let spared = c.survivor.filter(|_| c.kill && c.hangup);
+        c.groups
+            .drain(..)
+            .filter(|g| Some(*g) != spared)
+            .for_each(kill_group);
         c.fault
     }
 }

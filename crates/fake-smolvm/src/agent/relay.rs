@@ -232,6 +232,11 @@ impl InputSlot {
         self.input = Some(input);
     }
 
+    /// The last size the client sent while no PTY took it.
+    pub fn held_size(&self) -> Option<(u16, u16)> {
+        self.held_size
+    }
+
     fn resize(&mut self, cols: u16, rows: u16) {
         match self.input.as_ref() {
             Some(Input {

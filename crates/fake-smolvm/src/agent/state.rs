@@ -23,7 +23,7 @@ pub struct Machine {
     /// The switches `machine start` saw.
     pub defaults: Switches,
     /// `config.json` and the main container.
-    pub timeline: Mutex<Timeline<Arc<Ctl>>>,
+    pub timeline: Arc<Mutex<Timeline<Arc<Ctl>>>>,
     next_id: AtomicU64,
     /// Live interactive execs with a terminal as stdin: id -> (st_rdev, control).
     /// Only for the opt-in shared-stdin fault.
@@ -37,10 +37,15 @@ impl Machine {
             name,
             dir,
             defaults,
-            timeline: Mutex::new(Timeline::default()),
+            timeline: Arc::new(Mutex::new(Timeline::default())),
             next_id: AtomicU64::new(1),
             ttys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The timeline, for a thread that outlives an exec.
+    pub fn timeline_handle(&self) -> Arc<Mutex<Timeline<Arc<Ctl>>>> {
+        self.timeline.clone()
     }
 
     /// A fresh exec id.

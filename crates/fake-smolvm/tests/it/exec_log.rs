@@ -120,12 +120,18 @@ fn a_client_killed_mid_session_is_logged_once_with_client_gone() {
             t.signal(nix::sys::signal::Signal::SIGKILL);
             let status = t.wait_exit(30, || m.context());
             assert_eq!(status.signal(), Some(9));
-            wait_until(
-                30,
-                || pids_with(&mark).is_empty(),
-                || format!("{what}: guest command survived {:?}", pids_with(&mark)),
-            );
             let rec = m.record_of(pid);
+            if flags == ["-t"] && !rec.joined {
+                // The -t session that made the main container: crun dies,
+                // the container goes on (smolvm-0.8.0.md, last section).
+                assert!(!pids_with(&mark).is_empty(), "{what}: the container died");
+            } else {
+                wait_until(
+                    30,
+                    || pids_with(&mark).is_empty(),
+                    || format!("{what}: guest command survived {:?}", pids_with(&mark)),
+                );
+            }
             assert!(rec.client_gone, "{what}: {rec:?}");
             assert_eq!((rec.exit_code, rec.signal, rec.fault), (137, Some(9), None));
             assert!(rec.bringup_end_ms.is_some(), "{what}: the command had run");

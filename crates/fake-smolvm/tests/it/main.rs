@@ -20,6 +20,7 @@ mod guest_tui;
 mod isolation;
 mod lifecycle;
 mod machine;
+mod main_container;
 mod procs;
 mod pty;
 mod vm_level;
