@@ -70,7 +70,10 @@ extern "C" fn on_stop(_: libc::c_int) {
 }
 
 fn log(msg: &str) {
-    eprintln!("krun-standin: {msg}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!("krun-standin: [{}.{:03}] {msg}", now.as_secs(), now.subsec_millis());
 }
 
 /// Runs the supervisor for the recorded configuration; the process exit code.
@@ -256,7 +259,7 @@ fn supervise(record: &Path) -> Result<i32, String> {
             log(&format!("boot aborted: {e}"));
             1
         }
-        Ok(()) => watch(guest_pid, &private_root.join(READY_MARKER), &marker_host),
+        Ok(()) => watch(guest_pid, &private_root.join(READY_MARKER), &marker_host, &vm_dir),
     };
     stop_process(guest_pid, Duration::from_millis(800));
     stop_process(registry_pid, Duration::from_millis(500));
@@ -271,21 +274,25 @@ fn supervise(record: &Path) -> Result<i32, String> {
     Ok(code)
 }
 
-/// Waits for the guest to end or a stop signal; forwards the ready marker.
-fn watch(guest_pid: libc::pid_t, marker_guest: &Path, marker_host: &Path) -> i32 {
+/// Waits for the guest to end, a stop signal, or the machine's folder to
+/// vanish (a test that removed its state without `down`: nobody could stop
+/// this machine any more); forwards the ready marker.
+fn watch(guest_pid: libc::pid_t, marker_guest: &Path, marker_host: &Path, vm_dir: &Path) -> i32 {
     let mut forwarded = false;
+    let mut tick = 0u64;
     loop {
         if let Some(st) = sys::try_wait(guest_pid) {
             log(&format!("guest ended: {}", sys::describe_status(st)));
-            return if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
-                0
-            } else {
-                1
-            };
+            return if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 { 0 } else { 1 };
         }
         if STOP.load(Ordering::SeqCst) {
             log("stop signal: ending the guest");
             return 0;
+        }
+        tick += 1;
+        if tick % 100 == 0 && !vm_dir.join("agent.sock").exists() {
+            log("the machine's folder or agent.sock is gone: ending the guest");
+            return 1;
         }
         if !forwarded {
             if let Ok(t) = std::fs::read(marker_guest) {
