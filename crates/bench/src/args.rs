@@ -42,6 +42,8 @@ pub struct Counts {
     pub cost_launches: usize,
     /// Launches per variant with a resize inside the crun window.
     pub window_launches: usize,
+    /// The same with a long crun window ([`crate::window::LONG_CRUN_MS`]).
+    pub long_window_launches: usize,
     /// Launches per variant for the shared-stdin (tmux) row.
     pub tmux_launches: usize,
     /// Back-to-back short sessions per variant.
@@ -62,6 +64,7 @@ impl Counts {
         storm_resizes: 100,
         cost_launches: 20,
         window_launches: 20,
+        long_window_launches: 5,
         tmux_launches: 10,
         short_sessions: 20,
         neighbour_rounds: 2,
@@ -75,6 +78,7 @@ impl Counts {
         storm_resizes: 100,
         cost_launches: 3,
         window_launches: 3,
+        long_window_launches: 2,
         tmux_launches: 2,
         short_sessions: 5,
         neighbour_rounds: 1,

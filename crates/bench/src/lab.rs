@@ -17,6 +17,8 @@ use crate::procs;
 /// What runs between the terminal and `smolvm machine exec -t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
+    /// `pty-resize --mode agent` (`vm_exec` on the machine's agent socket).
+    Agent,
     /// `pty-resize --mode channel`.
     Channel,
     /// `pty-resize --mode exec`.
@@ -31,6 +33,7 @@ impl Variant {
     /// Short name, used as a JSON key and in the machine's name.
     pub fn key(self) -> &'static str {
         match self {
+            Variant::Agent => "agent",
             Variant::Channel => "channel",
             Variant::Exec => "exec",
             Variant::Naive => "naive",
@@ -41,6 +44,7 @@ impl Variant {
     /// What a person reads in the table.
     pub fn label(self) -> &'static str {
         match self {
+            Variant::Agent => "pty-resize --mode agent",
             Variant::Channel => "pty-resize --mode channel",
             Variant::Exec => "pty-resize --mode exec",
             Variant::Naive => "naive bridge",
@@ -50,7 +54,7 @@ impl Variant {
 
     /// Whether this is one of pty-resize's modes.
     pub fn is_wrapper(self) -> bool {
-        matches!(self, Variant::Channel | Variant::Exec)
+        matches!(self, Variant::Agent | Variant::Channel | Variant::Exec)
     }
 }
 
@@ -96,10 +100,22 @@ impl Lab {
     /// Starts the variant's machine (named after the bench's pid, so its
     /// clients can be told apart from any other machine's).
     pub fn new(variant: Variant, tools: &Tools) -> anyhow::Result<Lab> {
-        let name = format!("bench-{}-{}", std::process::id(), variant.key());
+        Lab::with_crun(variant, tools, None)
+    }
+
+    /// [`Lab::new`] with the fake's crun window set to `crun_ms`
+    /// (`FAKE_SMOLVM_CRUN_MS`; `None`: its default), on a machine of its own.
+    pub fn with_crun(variant: Variant, tools: &Tools, crun_ms: Option<u64>) -> anyhow::Result<Lab> {
+        let mut name = format!("bench-{}-{}", std::process::id(), variant.key());
+        let crun = crun_ms.map(|ms| ms.to_string());
+        let mut env = Vec::new();
+        if let Some(ms) = &crun {
+            name.push_str(&format!("-crun{ms}"));
+            env.push(("FAKE_SMOLVM_CRUN_MS", ms.as_str()));
+        }
         Ok(Lab {
             variant,
-            machine: Machine::start(&name, &[]),
+            machine: Machine::start(&name, &env),
             tools: tools.clone(),
             work: tempfile::Builder::new().prefix("bench-work-").tempdir()?,
             seq: AtomicU32::new(0),
@@ -129,7 +145,7 @@ impl Lab {
         smolvm.extend([name.clone(), "-t".into(), "--".into()]);
         smolvm.extend(guest.iter().cloned());
         let mut argv = match self.variant {
-            Variant::Channel | Variant::Exec => {
+            Variant::Agent | Variant::Channel | Variant::Exec => {
                 let mut a = vec![
                     self.tools.pty_resize.to_string_lossy().into_owned(),
                     "--mode".into(),
@@ -262,9 +278,6 @@ pub fn main_exec_of<'a>(records: &'a [ExecRecord], record: &Path) -> Option<&'a 
         .find(|r| r.tty && r.argv.iter().any(|a| *a == record))
 }
 
-/// The side channels of a session: the scenarios' own definition.
-pub use e2e::execs::side_channels;
-
 /// Whether any two of `records` were alive at the same time.
 pub fn any_overlap(records: &[&ExecRecord]) -> bool {
     !e2e::execs::overlapping_lifetimes(records).is_empty()
@@ -319,7 +332,7 @@ mod tests {
             rec(false, 2.0, 3.0),
         ];
         assert!(main_exec(&records).unwrap().tty);
-        assert_eq!(side_channels(&records).len(), 2);
+        assert_eq!(e2e::execs::side_channels(&records).len(), 2);
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn default_mode(pty_resize: &Path) -> anyhow::Result<Variant> {
         .with_context(|| format!("running {} -h", pty_resize.display()))?;
     let help = String::from_utf8_lossy(&out.stdout);
     match report::default_mode_from_help(&help).as_deref() {
+        Some("agent") => Ok(Variant::Agent),
         Some("channel") => Ok(Variant::Channel),
         Some("exec") => Ok(Variant::Exec),
         other => bail!("cannot read the default --mode from pty-resize -h (found {other:?})"),
@@ -106,20 +107,23 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
         naive: options.naive_bridge.clone(),
     };
     let default = default_mode(&tools.pty_resize)?;
-    let alternative = if default == Variant::Channel {
-        Variant::Exec
-    } else {
-        Variant::Channel
-    };
     let counts = options.counts;
-    let order = [default, alternative, Variant::Naive, Variant::Direct];
+    // The default mode first, then pty-resize's other modes, the naive
+    // bridge, and smolvm alone last.
+    let mut order = vec![default];
+    order.extend(
+        [Variant::Agent, Variant::Channel, Variant::Exec]
+            .into_iter()
+            .filter(|&v| v != default),
+    );
+    order.extend([Variant::Naive, Variant::Direct]);
     progress("starting one fake machine per variant");
     let labs: Vec<Lab> = order
         .iter()
         .map(|&v| Lab::new(v, &tools))
         .collect::<anyhow::Result<_>>()?;
-    let bridges: Vec<&Lab> = labs[..3].iter().collect();
-    let direct = &labs[3];
+    let bridges: Vec<&Lab> = labs[..labs.len() - 1].iter().collect();
+    let direct = &labs[labs.len() - 1];
 
     progress(&format!("one plain exec, {} times", counts.bringup_samples));
     let bringup = cost::bringup(direct, counts.bringup_samples);
@@ -136,6 +140,7 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
             overhead_ms: None,
             overhead_best_ms: None,
             window: None,
+            window_long: None,
             tmux: None,
             short: None,
             neighbours: None,
@@ -165,7 +170,7 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
     ));
     let all: Vec<&Lab> = labs.iter().collect();
     let offsets = cost::start_offsets(&all, counts.cost_launches);
-    let direct_samples = offsets[3].samples.clone();
+    let direct_samples = offsets[offsets.len() - 1].samples.clone();
     for (out, off) in results.iter_mut().zip(offsets) {
         (out.overhead_ms, out.overhead_best_ms) = cost::overhead(&off.samples, &direct_samples);
         out.start_offset = Some(off);
@@ -183,6 +188,26 @@ fn run(options: &Options, command: String) -> anyhow::Result<()> {
     }
     for (out, w) in results.iter_mut().zip(windows) {
         out.window = Some(w);
+    }
+
+    progress(&format!(
+        "crun-window row at {} ms: {} launches per variant, resized the moment the terminal goes raw",
+        window::LONG_CRUN_MS,
+        counts.long_window_launches
+    ));
+    let long_labs: Vec<Lab> = order
+        .iter()
+        .map(|&v| Lab::with_crun(v, &tools, Some(window::LONG_CRUN_MS)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut longs = vec![window::Window::default(); long_labs.len()];
+    for _ in 0..counts.long_window_launches {
+        for (lab, out) in long_labs.iter().zip(longs.iter_mut()) {
+            window::launch(lab, out);
+        }
+    }
+    drop(long_labs);
+    for (out, w) in results.iter_mut().zip(longs) {
+        out.window_long = Some(w);
     }
 
     progress(&format!(

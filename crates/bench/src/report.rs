@@ -108,6 +108,11 @@ pub fn table(r: &Results) -> String {
                 format!("{} ({})", s.execs, s.execs_session)
             })
         }),
+        row("storm: vm_execs at VM level (agent transport)", &|v| {
+            v.storm
+                .as_ref()
+                .map_or("—".into(), |s| s.vm_execs.to_string())
+        }),
         row("storm: any two execs overlapped", &|v| {
             v.storm.as_ref().map_or("—".into(), |s| {
                 if s.overlapped { "yes" } else { "no" }.into()
@@ -156,6 +161,13 @@ pub fn table(r: &Results) -> String {
                 None => "—".into(),
             },
         ),
+        row(
+            &format!(
+                "resize at raw mode, crun window {} ms: lost",
+                crate::window::LONG_CRUN_MS
+            ),
+            &|v| robust_cell(v.window_long.as_ref().map(|w| &w.robust)),
+        ),
         row("back-to-back short sessions (`-t -- true`): lost", &|v| {
             robust_cell(v.short.as_ref())
         }),
@@ -188,12 +200,14 @@ pub fn render(r: &Results) -> String {
     let c = &r.counts;
     out += &format!(
         "\ncounts: {} timed resizes, a {}-resize storm over 1 s, {} launches for the start-up cost, \
-         {} for the crun-window row (resize at raw mode), {} back-to-back short sessions, \
+         {} for the crun-window row (resize at raw mode), {} for the {} ms one, {} back-to-back short sessions, \
          {} round(s) of {} neighbours, {} for the tmux row (resize {} ms after launch)\n",
         c.latency_resizes,
         c.storm_resizes,
         c.cost_launches,
         c.window_launches,
+        c.long_window_launches,
+        crate::window::LONG_CRUN_MS,
         c.short_sessions,
         c.neighbour_rounds,
         c.neighbours,

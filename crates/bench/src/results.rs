@@ -34,6 +34,8 @@ pub struct VariantResult {
     pub overhead_best_ms: Option<f64>,
     /// The crun-window row (resize the moment the terminal goes raw).
     pub window: Option<Window>,
+    /// The same with a crun window of [`crate::window::LONG_CRUN_MS`].
+    pub window_long: Option<Window>,
     /// The shared-stdin row (inside tmux, the fake's opt-in switch on).
     pub tmux: Option<Robust>,
     /// Back-to-back short sessions.
@@ -46,8 +48,10 @@ impl VariantResult {
     /// Every robustness row measured, in table order.
     pub fn robust_rows(&self) -> Vec<&Robust> {
         let window = self.window.as_ref().map(|w| &w.robust);
+        let long = self.window_long.as_ref().map(|w| &w.robust);
         [
             window,
+            long,
             self.short.as_ref(),
             self.neighbours.as_ref(),
             self.tmux.as_ref(),
@@ -160,6 +164,7 @@ pub(crate) mod fixtures {
                 span_ms: 990.0,
                 execs,
                 execs_session: execs,
+                vm_execs: 0,
                 overlapped: false,
                 settle_ms: Some(5.0),
             }),
@@ -171,6 +176,12 @@ pub(crate) mod fixtures {
                 inside: 20,
                 after_window_ms: vec![200.0; 20],
                 resize_to_frame_ms: vec![400.0; 20],
+            }),
+            window_long: Some(Window {
+                robust: clean(5),
+                inside: 5,
+                after_window_ms: vec![30.0; 5],
+                resize_to_frame_ms: vec![2700.0; 5],
             }),
             tmux: Some(clean(10)),
             short: Some(clean(20)),

@@ -6,7 +6,8 @@ use fake_smolvm::exec_log::monotonic_ms;
 use serde::Serialize;
 
 use crate::interactive::{quit, wait_frame, HOST};
-use crate::lab::{any_overlap, arrival_ms, side_channels, Lab};
+use crate::lab::{any_overlap, arrival_ms, Lab};
+use e2e::execs::{container_side_channels, vm_level};
 
 /// The size the storm ends on; none of the others is this.
 pub const FINAL: (u16, u16) = (120, 40);
@@ -26,7 +27,11 @@ pub struct Storm {
     /// Side-channel execs of the whole session (a channel opened at start-up
     /// included).
     pub execs_session: usize,
-    /// Whether any two side-channel execs of the session were alive at once.
+    /// The agent transport's `vm_exec`s (VM level, harmless to any bring-up;
+    /// not side channels): probes and pushes of the whole session.
+    pub vm_execs: usize,
+    /// Whether any two side-channel execs (or two `vm_exec`s) of the session
+    /// were alive at once.
     pub overlapped: bool,
     /// Last resize → first guest frame at the final size, ms (`None`: never,
     /// within the deadline).
@@ -74,13 +79,17 @@ pub fn run(lab: &Lab, resizes: usize) -> Option<Storm> {
     lab.quiesce();
     lab.clean_prologue_file(log.as_deref());
     let records = lab.records_since(launch_ms);
-    let sides = side_channels(&records);
+    // Side channels are execs into the machine (containers); the agent
+    // transport's VM-level `vm_exec`s are counted apart.
+    let sides = container_side_channels(&records);
+    let vm = vm_level(&records);
     Some(Storm {
         resizes,
         span_ms: last_ms - storm_ms,
         execs: sides.iter().filter(|r| arrival_ms(r) >= storm_ms).count(),
         execs_session: sides.len(),
-        overlapped: any_overlap(&sides),
+        vm_execs: vm.len(),
+        overlapped: any_overlap(&sides) || any_overlap(&vm),
         settle_ms: settled.map(|(f, _)| f.ms - last_ms),
     })
 }

@@ -12,7 +12,7 @@ impl Results {
     fn alternative(&self) -> Option<&VariantResult> {
         self.variants
             .iter()
-            .find(|v| !v.is_default && matches!(v.key, "channel" | "exec"))
+            .find(|v| !v.is_default && matches!(v.key, "agent" | "channel" | "exec"))
     }
 
     /// Fills in [`Results::ratios`] and [`Results::targets`].

@@ -18,6 +18,11 @@ use crate::interactive::{quit, wait_frame, HOST, OTHER};
 use crate::lab::{main_exec_of, Lab, Variant};
 use crate::robust::{verdict, wait_until, Robust};
 
+/// The long crun window of the second window row, ms: longer than the CLI
+/// transports' 2 s settle margin (a slow disk, a loaded host or a cold
+/// image is all it takes; issue 15).
+pub const LONG_CRUN_MS: u64 = 2600;
+
 /// What the launches of the row gave.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Window {
