@@ -137,8 +137,29 @@ impl MachineDir {
     }
 }
 
+/// Where a file a guest wrote at `guest` (a path under `/tmp`) is on the
+/// host: the machine's own `/tmp` layer, `<machine dir>/tmp/…` (the guest's
+/// `/tmp` is an overlay over the host's, its writes land there). `None` for
+/// a path outside `/tmp`, which the guest shares with the host.
+pub fn guest_tmp_on_host(machine_dir: &Path, guest: &Path) -> Option<PathBuf> {
+    let rel = guest.strip_prefix("/tmp").ok()?;
+    Some(machine_dir.join("tmp").join(rel))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_guest_tmp_path_maps_into_the_machines_layer() {
+        use super::*;
+        let dir = Path::new("/c/smolvm/vms/ab");
+        assert_eq!(
+            guest_tmp_on_host(dir, Path::new("/tmp/x/y")),
+            Some(PathBuf::from("/c/smolvm/vms/ab/tmp/x/y"))
+        );
+        assert_eq!(guest_tmp_on_host(dir, Path::new("/tmpx")), None);
+        assert_eq!(guest_tmp_on_host(dir, Path::new("/home/u")), None);
+    }
+
     use super::*;
 
     #[test]

@@ -246,11 +246,8 @@ impl Machine<'_> {
     /// Where a file the guest wrote at `guest` (a path under `/tmp`) shows
     /// on the host: the machine's own `/tmp` layer, `<machine dir>/tmp/`.
     pub fn guest_tmp(&self, guest: impl AsRef<Path>) -> PathBuf {
-        let rel = guest
-            .as_ref()
-            .strip_prefix("/tmp")
-            .expect("a guest path under /tmp");
-        self.dir().join("tmp").join(rel)
+        fake_smolvm::host::guest_tmp_on_host(&self.dir(), guest.as_ref())
+            .expect("a guest path under /tmp")
     }
 }
 
