@@ -73,7 +73,11 @@ fn log(msg: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    eprintln!("krun-standin: [{}.{:03}] {msg}", now.as_secs(), now.subsec_millis());
+    eprintln!(
+        "krun-standin: [{}.{:03}] {msg}",
+        now.as_secs(),
+        now.subsec_millis()
+    );
 }
 
 /// Runs the supervisor for the recorded configuration; the process exit code.
@@ -259,8 +263,25 @@ fn supervise(record: &Path) -> Result<i32, String> {
             log(&format!("boot aborted: {e}"));
             1
         }
-        Ok(()) => watch(guest_pid, &private_root.join(READY_MARKER), &marker_host, &vm_dir),
+        Ok(()) => watch(
+            guest_pid,
+            &private_root.join(READY_MARKER),
+            &marker_host,
+            &vm_dir,
+        ),
     };
+    if code != 0 && sys::try_wait(guest_pid).is_some() {
+        let mut rest = Vec::new();
+        while let Some(b) = sys::recv_byte(&ready_r) {
+            rest.push(b);
+        }
+        if let Some(reason) = rest.strip_prefix(b"R") {
+            log(&format!(
+                "the safety gate REFUSED to start the agent: {}",
+                String::from_utf8_lossy(reason)
+            ));
+        }
+    }
     stop_process(guest_pid, Duration::from_millis(800));
     stop_process(registry_pid, Duration::from_millis(500));
     drop(vda);
@@ -283,7 +304,11 @@ fn watch(guest_pid: libc::pid_t, marker_guest: &Path, marker_host: &Path, vm_dir
     loop {
         if let Some(st) = sys::try_wait(guest_pid) {
             log(&format!("guest ended: {}", sys::describe_status(st)));
-            return if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 { 0 } else { 1 };
+            return if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
+                0
+            } else {
+                1
+            };
         }
         if STOP.load(Ordering::SeqCst) {
             log("stop signal: ending the guest");

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub const SHIM_IN_GUEST: &str = "/usr/lib/krun-standin/libkrun-vsock-shim.so";
 /// The variable telling the shim which fd is the listener.
 pub const SHIM_FD_ENV: &str = "KRUN_STANDIN_VSOCK_FD";
+/// Test-only: `proc` leaves `/proc` unmounted (the gate must then refuse).
+pub const OMIT_ENV: &str = "KRUN_STANDIN_TEST_OMIT";
 /// Exit code of the guest's pid 1 when the safety gate refuses.
 pub const EXIT_REFUSED: i32 = 111;
 /// Exit code of the guest's pid 1 when its set-up fails.
@@ -43,7 +45,8 @@ pub struct Plan {
     pub env: Vec<String>,
     /// What the host knew, for the safety gate.
     pub expected: Expected,
-    /// Written once the network namespace's `lo` is up.
+    /// Written once the network namespace's `lo` is up (`N`); later a
+    /// refusal (`R<reason>`).
     pub net_ready: OwnedFd,
     /// Read: `G` means go on; EOF means abort.
     pub go: OwnedFd,
@@ -62,6 +65,16 @@ pub fn run(plan: Plan) -> ! {
     let facts = safety::gather();
     if let Err(r) = safety::check(&facts, &plan.expected) {
         eprintln!("krun-standin guest: REFUSED to start the agent: {r}");
+        // The supervisor reads this after our exit, for the client's log.
+        let msg = format!("R{r}");
+        // SAFETY: writing our own buffer to our pipe.
+        unsafe {
+            libc::write(
+                plan.net_ready.as_raw_fd(),
+                msg.as_ptr() as *const libc::c_void,
+                msg.len(),
+            )
+        };
         eprintln!("krun-standin guest: facts: {facts:?}");
         sys::exit_now(EXIT_REFUSED);
     }
@@ -143,13 +156,18 @@ fn prepare(plan: &Plan) -> io::Result<()> {
     sys::mount("shm", &dev.join("shm"), "tmpfs", nsd, "mode=1777")?;
     let proc_ = root.join("proc");
     std::fs::create_dir_all(&proc_)?;
-    sys::mount(
-        "proc",
-        &proc_,
-        "proc",
-        nsd | libc::MS_NOEXEC as libc::c_ulong,
-        "",
-    )?;
+    // The end-to-end proof that the gate holds: a test asks for /proc to be
+    // left out, and the agent must then never start.
+    let omit_proc = std::env::var(OMIT_ENV).as_deref() == Ok("proc");
+    if !omit_proc {
+        sys::mount(
+            "proc",
+            &proc_,
+            "proc",
+            nsd | libc::MS_NOEXEC as libc::c_ulong,
+            "",
+        )?;
+    }
     let sys_ = root.join("sys");
     std::fs::create_dir_all(&sys_)?;
     let ro = libc::MS_RDONLY as libc::c_ulong;

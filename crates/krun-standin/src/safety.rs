@@ -114,9 +114,9 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::NotPid1(p) => write!(f, "not pid 1 of a new pid namespace (pid {p})"),
-            Refusal::HostPidNamespace => write!(f, "in the host's pid namespace"),
-            Refusal::HostMountNamespace => write!(f, "in the host's mount namespace"),
-            Refusal::HostNetNamespace => write!(f, "in the host's network namespace"),
+            Refusal::HostPidNamespace => write!(f, "in the host's pid namespace (or it cannot be read)"),
+            Refusal::HostMountNamespace => write!(f, "in the host's mount namespace (or it cannot be read)"),
+            Refusal::HostNetNamespace => write!(f, "in the host's network namespace (or it cannot be read)"),
             Refusal::NoProc => write!(f, "/proc is not mounted (/proc/uptime missing): the agent would mount the host's devtmpfs"),
             Refusal::DiskNotOurs { name, found, expected_minor } => write!(
                 f,
@@ -137,13 +137,14 @@ pub fn check(f: &Facts, e: &Expected) -> Result<(), Refusal> {
     if f.pid != 1 {
         return Err(Refusal::NotPid1(f.pid));
     }
-    if f.pid_ns == e.host_pid_ns {
+    // 0: the namespace file could not be read — unknown counts as the host's.
+    if f.pid_ns == 0 || f.pid_ns == e.host_pid_ns {
         return Err(Refusal::HostPidNamespace);
     }
-    if f.mnt_ns == e.host_mnt_ns {
+    if f.mnt_ns == 0 || f.mnt_ns == e.host_mnt_ns {
         return Err(Refusal::HostMountNamespace);
     }
-    if f.net_ns == e.host_net_ns {
+    if f.net_ns == 0 || f.net_ns == e.host_net_ns {
         return Err(Refusal::HostNetNamespace);
     }
     if !f.proc_uptime {
@@ -325,6 +326,13 @@ mod tests {
     #[test]
     fn refuses_the_host_network_namespace() {
         assert_eq!(refusal(|f| f.net_ns = 12), Refusal::HostNetNamespace);
+    }
+
+    #[test]
+    fn refuses_unreadable_namespaces() {
+        assert_eq!(refusal(|f| f.pid_ns = 0), Refusal::HostPidNamespace);
+        assert_eq!(refusal(|f| f.mnt_ns = 0), Refusal::HostMountNamespace);
+        assert_eq!(refusal(|f| f.net_ns = 0), Refusal::HostNetNamespace);
     }
 
     #[test]

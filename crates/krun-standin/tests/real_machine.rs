@@ -299,3 +299,32 @@ fn a_crun_delay_lets_a_side_exec_take_the_sessions_spec() {
         "the session did not run the side's spec ({status:?}):\n{text}"
     );
 }
+
+#[test]
+fn the_safety_gate_refuses_an_agent_without_proc_and_up_leaves_nothing() {
+    if let Some(reason) = cannot() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let parent = tempfile::tempdir().expect("tempdir");
+    let state = parent.path().join("state");
+    // The guest's pid 1 leaves /proc out: the agent would mount the host's
+    // devtmpfs; the gate must refuse and `up` fail cleanly.
+    let out = Command::new(script())
+        .args(["up", "rm-refuse", "--state"])
+        .arg(&state)
+        .env("KRUN_STANDIN_TEST_OMIT", "proc")
+        .output()
+        .expect("run real-machine up");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains("REFUSED"), "no refusal reported: {stderr}");
+    assert!(!state.exists(), "state folder kept");
+    let left = leftovers(&state);
+    assert!(left.is_empty(), "a failed up left: {left:#?}");
+}
