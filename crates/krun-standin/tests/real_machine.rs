@@ -328,3 +328,38 @@ fn the_safety_gate_refuses_an_agent_without_proc_and_up_leaves_nothing() {
     let left = leftovers(&state);
     assert!(left.is_empty(), "a failed up left: {left:#?}");
 }
+
+#[test]
+fn a_killed_boot_process_leaves_no_loop_device_mount_or_process() {
+    if let Some(reason) = cannot() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let m = Machine::up("rm-kill", &[]);
+    let vm_dir = m.socket().parent().unwrap().to_path_buf();
+    let pid_text = std::fs::read_to_string(vm_dir.join("agent.pid")).expect("agent.pid");
+    let pid: i32 = pid_text
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("pid");
+    // What `machine stop` does last, and what a killed test does: SIGKILL to
+    // the `_boot-vm` pid. The guest dies with it (PDEATHSIG); the janitor
+    // detaches the loops and removes the private root.
+    // SAFETY: plain kill of the machine's boot process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let private_root = vm_dir.join("krun-standin/root");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut left = leftovers(&m.state);
+    while (!left.is_empty() || private_root.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = leftovers(&m.state);
+    }
+    assert!(
+        left.is_empty(),
+        "after SIGKILL of the boot process: {left:#?}"
+    );
+    assert!(!private_root.exists(), "private root kept");
+}
