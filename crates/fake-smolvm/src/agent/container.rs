@@ -120,14 +120,21 @@ pub fn prepare(mode: Mode, interactive: bool, ctl: &Ctl) -> Result<Pending, Spaw
         exec,
         init_pid: None,
     };
+    let mut ready = false;
     loop {
         match crun::recv(pending.ctl.as_fd(), false) {
             Ok(Some((Msg::Init { pid }, _))) => {
                 pending.init_pid = Some(pid);
                 ctl.set_init(pid);
+                if ready {
+                    return Ok(pending);
+                }
             }
             Ok(Some((Msg::Pty, Some(fd)))) => pending.master = Some(File::from(fd)),
-            Ok(Some((Msg::Ready, _))) => return Ok(pending),
+            // `run`: the init's pid (from crun) and `ready` (from the init)
+            // come in either order; both are needed.
+            Ok(Some((Msg::Ready, _))) if exec || pending.init_pid.is_some() => return Ok(pending),
+            Ok(Some((Msg::Ready, _))) => ready = true,
             Ok(Some((Msg::Error { message }, _))) => {
                 pending.reap();
                 return Err(failed(format!("crun: {message}")));
