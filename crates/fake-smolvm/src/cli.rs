@@ -21,7 +21,8 @@ environment as a per-exec override — any client, the real smolvm included):
   FAKE_SMOLVM_CRUN_MS                crun's set-up after `started` (terminal raw, container not
                                      yet running), ms [default: 300]
   FAKE_SMOLVM_COMPAT                 0.8.0: guest PTY 0x0, resizes never reach it [default]
-                                     0.8.1: guest PTY 80x24, the client's resizes applied
+                                     0.8.1: `started` once crun made the PTY, 80x24, the
+                                     client's resizes applied on arrival
   FAKE_SMOLVM_RACE                   a second exec inside a session's crun window:
                                      exit1 (config.json torn: crun's message in-band, exit 1) [default],
                                      sigkill (stale container deleted: exit 137), off

@@ -31,6 +31,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -62,7 +63,7 @@ pub struct Go {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum Msg {
-    /// crun → agent: the container's init, host... VM-level pid (`run`).
+    /// crun → agent: the container's init (`run`).
     Init {
         /// Its pid in the VM's pid namespace.
         pid: i32,
@@ -333,8 +334,6 @@ fn make_pty(ctl: &OwnedFd, size: Option<(u16, u16)>) -> Result<OwnedFd, String> 
     send(ctl_fd(ctl), &Msg::Pty, Some(master.as_fd())).map_err(|e| format!("hand the PTY: {e}"))?;
     Ok(slave)
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 /// Waits for the agent's `go`; `None` if the agent is gone first.
 fn wait_go(ctl: &OwnedFd) -> Result<Option<Go>, String> {
