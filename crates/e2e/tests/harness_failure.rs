@@ -98,8 +98,14 @@ fn replay_with_asciinema(cast: &Path, expect: &str) {
         ));
         return;
     }
+    // A config folder of its own: asciinema creates its config home on first
+    // use, and two first uses at once (tests run in parallel, on a fresh
+    // machine) race on it (`FileExistsError`), failing the replay.
+    let config = tempfile::tempdir().expect("asciinema config folder");
     let mut cmd = hermetic::command("asciinema");
-    cmd.arg("cat").arg(cast);
+    cmd.arg("cat")
+        .arg(cast)
+        .env("ASCIINEMA_CONFIG_HOME", config.path());
     let mut term = Term::spawn(80, 10, cmd);
     term.wait_for_text(expect, DEADLINE);
     assert_eq!(
