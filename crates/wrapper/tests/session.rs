@@ -53,7 +53,10 @@ fn a_session_never_resized_starts_no_side_channel_and_ready_waits_the_settle_mar
     assert_eq!(ready.get("via"), Some("raw+settle"));
     assert_eq!(started.get("via"), Some("raw"));
     assert!(ready.t_ms - started.t_ms >= 500.0, "{ready:?} {started:?}");
-    assert_eq!(step(dir.path(), "main-start").rest, "prologue=100x30");
+    assert_eq!(
+        step(dir.path(), "main-start").rest,
+        "prologue=100x30 marker=0"
+    );
     // The main lock is released at readiness, not before.
     let unlock = run.first("unlock").expect("unlock");
     assert_eq!(unlock.get("for"), Some("main"));
@@ -85,7 +88,7 @@ fn a_resize_at_raw_mode_is_pushed_after_ready_never_inside_the_window() {
         wait_for("a push of 90x25", dir.path(), || {
             steps(dir.path(), push_event)
                 .iter()
-                .any(|s| s.rest == "size=90x25")
+                .any(|s| s.rest.split(' ').next() == Some("size=90x25"))
         });
         let push = run.first("push").unwrap();
         assert_eq!(push.get("size"), Some("90x25"));
@@ -106,7 +109,7 @@ fn a_resize_at_raw_mode_is_pushed_after_ready_never_inside_the_window() {
         wait_for("a push of 60x20", dir.path(), || {
             steps(dir.path(), push_event)
                 .iter()
-                .any(|s| s.rest == "size=60x20")
+                .any(|s| s.rest.split(' ').next() == Some("size=60x20"))
         });
         assert_eq!(quit(&mut run, &pty), 0, "{mode}");
         assert_no_side_in_window(dir.path());
@@ -552,7 +555,9 @@ fn sizes_no_terminal_has_are_rejected_not_pushed() {
         run.first("prologue").unwrap().get("reason"),
         Some("no-size")
     );
-    assert_eq!(step(dir.path(), "main-start").rest, "prologue=none");
+    assert!(step(dir.path(), "main-start")
+        .rest
+        .starts_with("prologue=none "));
     run.wait_event("ready");
     pty.resize(80, 9000);
     wait_for("the second size record", dir.path(), || {
@@ -562,7 +567,7 @@ fn sizes_no_terminal_has_are_rejected_not_pushed() {
     wait_for("a push of 80x24", dir.path(), || {
         steps(dir.path(), "channel-push")
             .iter()
-            .any(|s| s.rest == "size=80x24")
+            .any(|s| s.rest.split(' ').next() == Some("size=80x24"))
     });
     assert_eq!(quit(&mut run, &pty), 0);
     let pushed: Vec<_> = run
@@ -595,7 +600,7 @@ fn already_raw_at_start_waits_for_the_later_of_the_timer_and_nonblock_plus_settl
     wait_for("a push of 90x25", dir.path(), || {
         steps(dir.path(), "channel-push")
             .iter()
-            .any(|s| s.rest == "size=90x25")
+            .any(|s| s.rest.split(' ').next() == Some("size=90x25"))
     });
     assert_eq!(quit(&mut run, &pty), 0);
     assert_no_side_in_window(dir.path());
