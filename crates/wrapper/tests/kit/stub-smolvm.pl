@@ -16,7 +16,8 @@
 # Side channels and pushes journal how their script finds the session's PTY
 # (target=record|marker|every-pty|none). With $STUB_KILL_CHANNEL=1 the main
 # exec SIGKILLs the channel as it exits, as smolvm 0.8.0 kills every exec of
-# the container when the main command ends.
+# the container when the main command ends. With $STUB_CHANNEL_DIES=1 the
+# channel exits 1 after its first answer (a channel that dies mid-session).
 use strict;
 use warnings;
 use POSIX qw(:termios_h);
@@ -93,6 +94,8 @@ sub main_exec {
         chomp $pid;
         kill 'KILL', $pid;
         journal('channel-killed');
+        # smolvm's client exits a moment after its container's execs died.
+        ms(200);
     }
     journal('main-exit');
     exit($ENV{STUB_EXIT} // 0);
@@ -108,6 +111,7 @@ sub channel {
         my ($i, $c, $r) = split ' ', $line;
         journal('channel-push', "size=${c}x$r");
         print "ok $i $c $r\n";
+        if ($ENV{STUB_CHANNEL_DIES}) { journal('channel-dies'); exit 1 }
     }
     journal('channel-eof');
     sleep 60 if $ENV{STUB_SIDE_HANG};
@@ -117,7 +121,9 @@ sub channel {
 sub side_exec {
     journal('exec-start', inwindow());
     ms($ENV{STUB_SIDE_MS} // 50);
-    my $size = $script =~ /cols (\d+) rows (\d+)/ ? "size=$1x$2" : "size=none";
+    my $size = $script =~ /cols (\d+) rows (\d+)/ ? "size=$1x$2"
+        : $script =~ /^sh -c set -- [0-9a-f]{16} (\d+) (\d+);/ ? "size=$1x$2"
+        : "size=none";
     journal('exec-push', $size, 'target=' . target());
     exit 0;
 }
