@@ -137,7 +137,7 @@ fn a_second_sessions_resize_never_reaches_the_first_sessions_terminal() {
                 .lines()
                 .any(|l| l.contains("event=push-done") && l.contains("size=70x20"))
         },
-        &read,
+        read,
     );
     first.settle(Duration::from_millis(300), DEADLINE);
     let screen = first.contents();
