@@ -242,21 +242,33 @@ fn window_launches(crun_ms: &str, total: usize, parallel: usize) -> Vec<f64> {
 
 #[test]
 fn crun_window_300_ms_a_resize_at_raw_lands_within_100_ms_of_the_container_running() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     window_launches("300", 6, 2);
 }
 
 #[test]
 fn crun_window_2600_ms_a_resize_at_raw_loses_no_session() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     window_launches("2600", 4, 2);
 }
 
 #[test]
 fn crun_window_5000_ms_a_resize_at_raw_loses_no_session() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     window_launches("5000", 2, 2);
 }
 
 #[test]
 fn through_the_agent_the_guest_follows_each_resize_and_nothing_is_left_in_the_guest() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     let machine = Machine::start("agent", &[]);
     let log = machine.home().join("agent.log");
     let label = "agent-steps";
@@ -306,6 +318,9 @@ fn through_the_agent_the_guest_follows_each_resize_and_nothing_is_left_in_the_gu
 
 #[test]
 fn a_storm_of_50_resizes_during_bring_up_is_one_push_of_the_last_size() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     // A PTY: its resizes are ioctls, so all 50 land inside the window (a
     // tmux window resize is a client round trip each).
     let machine = Machine::start("storm", &[("FAKE_SMOLVM_CRUN_MS", "2000")]);
@@ -368,6 +383,9 @@ fn a_storm_of_50_resizes_during_bring_up_is_one_push_of_the_last_size() {
 
 #[test]
 fn a_session_never_resized_sends_no_vm_exec_after_readiness() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     let machine = Machine::start("quiet", &[]);
     let log = machine.home().join("quiet.log");
     let argv = machine.wrapped_argv_logging_to(&log, &[], &guest::tui_exec_args("quiet", &[]));
@@ -511,12 +529,18 @@ fn falls_back(socket: &Path, reason: &str) {
 
 #[test]
 fn with_no_agent_socket_the_wrapper_falls_back_to_the_cli_logged_and_loses_nothing() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     falls_back(&dir.path().join("missing.sock"), "no socket at");
 }
 
 #[test]
 fn with_an_agent_socket_that_refuses_the_wrapper_falls_back_to_the_cli() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("refusing.sock");
     // Bound, then closed: the file stays, connecting is refused.
@@ -526,6 +550,9 @@ fn with_an_agent_socket_that_refuses_the_wrapper_falls_back_to_the_cli() {
 
 #[test]
 fn with_an_agent_answering_garbage_the_wrapper_falls_back_to_the_cli() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let agent = FakeAgent::answering(
         dir.path().join("garbage.sock"),
@@ -536,6 +563,9 @@ fn with_an_agent_answering_garbage_the_wrapper_falls_back_to_the_cli() {
 
 #[test]
 fn a_machine_name_full_of_shell_syntax_reaches_no_shell() {
+    if e2e::backend::fake_only("exec.log (the VM-level execs and their timing); scenario_real_agent and real_agent_measure cover the transport") {
+        return;
+    }
     let machine = Machine::start("victim", &[]);
     let pwned = machine.home().join("pwned");
     let evil = format!("$(touch {p}) `touch {p}`;touch {p}'\"", p = pwned.display());

@@ -27,6 +27,9 @@ fn sh_exec_args(script: &str) -> Vec<String> {
 
 #[test]
 fn a_guest_exiting_with_7_makes_the_wrapper_exit_7() {
+    if e2e::backend::fake_only("exec.log (the main exec's code and side channels)") {
+        return;
+    }
     let machine = Machine::start("exit7", &[]);
     let mut term = wrapped_term(
         &machine,
@@ -40,6 +43,9 @@ fn a_guest_exiting_with_7_makes_the_wrapper_exit_7() {
 
 #[test]
 fn a_guest_killed_by_sigkill_makes_the_wrapper_exit_137() {
+    if e2e::backend::fake_only("exec.log (the main exec's code and side channels)") {
+        return;
+    }
     let machine = Machine::start("killed", &[]);
     let mut term = wrapped_term(&machine, &[], &sh_exec_args("kill -KILL $$"));
     assert_eq!(term.wait_exit(DEADLINE), Exit::Code(128 + 9));
@@ -49,6 +55,9 @@ fn a_guest_killed_by_sigkill_makes_the_wrapper_exit_137() {
 
 #[test]
 fn ctrl_c_during_start_up_stops_an_enclosing_shell_loop_as_plain_smolvm_does() {
+    if e2e::backend::fake_only("exec.log (the main exec's code and side channels)") {
+        return;
+    }
     // The audit's reproduction: a loop of sessions in a shell script, Ctrl-C
     // while the first one still starts (the terminal is cooked: Ctrl-C is a
     // SIGINT to the foreground group). Plain smolvm dies of it and bash, seeing
@@ -87,6 +96,9 @@ fn ctrl_c_during_start_up_stops_an_enclosing_shell_loop_as_plain_smolvm_does() {
 
 #[test]
 fn sigterm_to_the_wrapper_ends_the_guest_session() {
+    if e2e::backend::fake_only("exec.log (the main exec's code and side channels)") {
+        return;
+    }
     let machine = Machine::start("sigterm", &[]);
     // The record file's path is unique to this test: it finds the guest.
     let record = machine.home().join("sigterm-frames.jsonl");
@@ -128,6 +140,9 @@ fn sigterm_to_the_wrapper_ends_the_guest_session() {
 
 #[test]
 fn a_guest_that_exits_at_once_ends_the_wrapper_at_once_even_with_the_fallback_timer_armed() {
+    if e2e::backend::fake_only("exec.log (the main exec's code and side channels)") {
+        return;
+    }
     let machine = Machine::start("at-once", &[]);
     // The terminal is raw before the wrapper starts, so readiness cannot be
     // observed and its 5 s fallback timer is armed.

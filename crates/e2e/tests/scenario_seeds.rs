@@ -93,7 +93,9 @@ fn assert_lost(place: Place, exit: Exit, log: &[ExecRecord], fault: Fault, code:
 
 #[test]
 fn a_naive_push_inside_the_crun_window_tears_config_json_exit_1() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     let (exit, log, _m) = naive(Place::Pty, "exit1", &EARLY_DEVNULL, None);
@@ -102,7 +104,9 @@ fn a_naive_push_inside_the_crun_window_tears_config_json_exit_1() {
 
 #[test]
 fn a_naive_push_inside_the_crun_window_tears_config_json_exit_1_in_tmux() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     let (exit, log, _m) = naive(Place::Tmux, "exit1", &EARLY_DEVNULL, None);
@@ -111,7 +115,9 @@ fn a_naive_push_inside_the_crun_window_tears_config_json_exit_1_in_tmux() {
 
 #[test]
 fn a_naive_push_inside_the_crun_window_gets_the_session_deleted_exit_137() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     let (exit, log, _m) = naive(Place::Pty, "sigkill", &EARLY_DEVNULL, None);
@@ -120,7 +126,9 @@ fn a_naive_push_inside_the_crun_window_gets_the_session_deleted_exit_137() {
 
 #[test]
 fn a_naive_push_inside_the_crun_window_gets_the_session_deleted_exit_137_in_tmux() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     let (exit, log, _m) = naive(Place::Tmux, "sigkill", &EARLY_DEVNULL, None);
@@ -129,7 +137,9 @@ fn a_naive_push_inside_the_crun_window_gets_the_session_deleted_exit_137_in_tmux
 
 #[test]
 fn crun_prints_the_tear_in_band_on_the_raw_terminal() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     let machine = Machine::start("seed-msg", &[SLOW_CRUN]);
@@ -147,7 +157,9 @@ fn crun_prints_the_tear_in_band_on_the_raw_terminal() {
 
 #[test]
 fn sharing_the_pane_as_stdin_is_not_the_cause_in_tmux() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     // The seeds' first suspect, inherit, loses exactly like devnull …
@@ -163,7 +175,9 @@ fn sharing_the_pane_as_stdin_is_not_the_cause_in_tmux() {
 
 #[test]
 fn sharing_the_pane_as_stdin_after_the_window_leaves_the_session_alive_in_tmux() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     // … and sharing the pane after the window harms nothing.
@@ -195,7 +209,9 @@ fn seeds_final_survives(place: Place, race: &str) {
 
 #[test]
 fn the_seeds_2_second_delay_survives_either_outcome() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     seeds_final_survives(Place::Pty, "exit1");
@@ -204,7 +220,9 @@ fn the_seeds_2_second_delay_survives_either_outcome() {
 
 #[test]
 fn the_seeds_2_second_delay_survives_in_tmux() {
-    if e2e::backend::fake_only("FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)") {
+    if e2e::backend::fake_only(
+        "FAKE_SMOLVM_RACE (a forced outcome) and exec.log (scenario_real_agent has the real race)",
+    ) {
         return;
     }
     seeds_final_survives(Place::Tmux, "sigkill");

@@ -282,8 +282,11 @@ fn supervise(record: &Path) -> Result<i32, String> {
             ));
         }
     }
-    stop_process(guest_pid, Duration::from_millis(800));
+    // The agent synced on `Shutdown` already; a short grace for its own exit.
+    stop_process(guest_pid, Duration::from_millis(300));
+    log("guest gone");
     stop_process(registry_pid, Duration::from_millis(500));
+    log("registry gone");
     drop(vda);
     drop(vdb);
     match janitor::clean(&leftovers, Duration::from_secs(5)) {

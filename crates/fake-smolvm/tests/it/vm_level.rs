@@ -296,3 +296,49 @@ fn the_container_has_its_own_devpts_that_the_vm_level_never_reaches() {
     }
     m.stop_and_check();
 }
+
+#[test]
+fn an_interactive_vm_exec_streams_on_an_image_machine_inside_a_crun_window() {
+    let home = Home::new();
+    let m = home.machine("vmstream", true);
+    let mut c = m.exec(["-t", "--", "sh", "-c", "echo alive; exit 0"]);
+    c.envs([
+        ("FAKE_SMOLVM_BRINGUP_MS", "30"),
+        ("FAKE_SMOLVM_CRUN_MS", "800"),
+    ]);
+    let mut s = Term::spawn(c, 100, 30);
+    s.wait_raw(30, || m.context());
+    let mut conn = UnixStream::connect(socket(&m)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let req = Request::VmExec(ExecRequest {
+        command: ["sh", "-c", "read -r x; echo got:$x; echo err >&2"]
+            .map(String::from)
+            .to_vec(),
+        interactive: true,
+        ..ExecRequest::default()
+    });
+    wire::write_frame(&mut conn, &req).unwrap();
+    let next = |conn: &mut UnixStream| wire::read_frame::<_, Response>(conn).unwrap();
+    assert_eq!(next(&mut conn), Some(Response::Started));
+    let stdin = Request::Stdin {
+        data: fake_smolvm::wire::Bytes(b"hi\n".to_vec()),
+    };
+    wire::write_frame(&mut conn, &stdin).unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    let code = loop {
+        match next(&mut conn) {
+            Some(Response::Stdout { data }) => out.push_str(&text(&data.0)),
+            Some(Response::Stderr { data }) => err.push_str(&text(&data.0)),
+            Some(Response::Exited { exit_code }) => break exit_code,
+            other => panic!("{other:?}\n{}", m.context()),
+        }
+    };
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "got:hi\n", "err\n"));
+    // The session, whose window the vm_exec ran in, is unharmed.
+    assert_eq!(s.wait_exit(30, || m.context()).code(), Some(0));
+    assert!(s.output().contains("alive"), "{:?}", s.output());
+    let rec = m.record_of(s.pid());
+    assert_eq!(rec.fault, None, "{rec:?}");
+    m.stop_and_check();
+}
