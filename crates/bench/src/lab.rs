@@ -71,6 +71,18 @@ pub struct Tools {
     pub naive: PathBuf,
 }
 
+/// Where the labs' work folders go: `$BENCH_WORK_DIR`, else the
+/// workspace's `target/bench/work`. Never under `/tmp`: a fake machine's
+/// guest has a private `/tmp` (an overlay whose writes stay in the machine's
+/// folder), so a frame record guest-tui wrote there would never reach the
+/// bench.
+pub fn work_root() -> PathBuf {
+    std::env::var_os("BENCH_WORK_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/work"))
+}
+
 /// How long the exec log must stay unchanged (no client alive) before the
 /// machine counts as idle: one default bring-up (250 ms) and a margin.
 pub const QUIET: Duration = Duration::from_millis(320);
@@ -117,7 +129,13 @@ impl Lab {
             variant,
             machine: Machine::start(&name, &env),
             tools: tools.clone(),
-            work: tempfile::Builder::new().prefix("bench-work-").tempdir()?,
+            work: {
+                let root = work_root();
+                std::fs::create_dir_all(&root)?;
+                tempfile::Builder::new()
+                    .prefix("bench-work-")
+                    .tempdir_in(root)?
+            },
             seq: AtomicU32::new(0),
         })
     }

@@ -231,6 +231,41 @@ fn busybox_less_through_pty_resize_starts_at_100x30_and_follows_80x24() {
     assert_eq!(term.wait_exit(DEADLINE), Exit::Code(0));
 }
 
+/// busybox `vi` on an empty buffer: at `rows` rows, rows 2..rows-1 are `~`
+/// and the last row is its status line (not a `~`).
+fn vi_frame_at(screen: &vt100::Screen, rows: u16) -> Result<(), String> {
+    let lines: Vec<String> = screen.rows(0, 300).collect();
+    let tildes = lines.iter().filter(|l| l.trim_end() == "~").count();
+    let last_is_tilde = lines
+        .get(rows as usize - 1)
+        .is_some_and(|l| l.trim_end() == "~");
+    if tildes != rows as usize - 2 || last_is_tilde {
+        return Err(format!("{tildes} rows of ~ (want {})", rows - 2));
+    }
+    Ok(())
+}
+
+#[test]
+fn busybox_vi_through_pty_resize_starts_at_100x30_and_follows_80x24() {
+    if backend::real_agent_only() {
+        return;
+    }
+    let machine = Machine::start("vi", &[]);
+    let args = ["-t", "--", "vi", "/tmp/empty"];
+    let mut term = Term::spawn(100, 30, machine.wrapped_command(&[], &args));
+    term.watch(&machine);
+    term.wait_until("vi's first frame at 100x30", DEADLINE, |s| {
+        vi_frame_at(s, 30).is_ok()
+    });
+    term.resize(80, 24);
+    term.wait_until("vi redrawn at 80x24", DEADLINE, |s| {
+        vi_frame_at(s, 24).is_ok()
+    });
+    // Already in command mode; an ESC right before `:` would be read as a key sequence.
+    term.send_keys(":q!\r");
+    assert_eq!(term.wait_exit(DEADLINE), Exit::Code(0));
+}
+
 #[test]
 fn vm_execs_written_on_the_socket_inside_the_crun_window_harm_nothing() {
     if backend::real_agent_only() {
