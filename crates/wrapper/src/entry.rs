@@ -66,13 +66,20 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
     }
     // `doctor` without a `--`: with one, `doctor` is a machine's name.
     if args.get(1).is_some_and(|a| a == doctor::SUBCOMMAND) && !has_separator {
-        return match doctor::DoctorCli::try_parse_from(&args[1..]) {
+        let words =
+            std::iter::once(OsString::from("pty-resize doctor")).chain(args[2..].iter().cloned());
+        return match doctor::DoctorCli::try_parse_from(words) {
             Ok(d) => Ok(Invocation::Doctor(d)),
             Err(e) => match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     Ok(Invocation::Info(e.render().to_string()))
                 }
-                _ => Err(Error::Usage(cli::one_line_error(&e.render().to_string()))),
+                _ => {
+                    // clap's "use '-- --x'" tip would be wrong here too.
+                    let line = cli::one_line_error(&e.render().to_string());
+                    let line = line.split("; tip:").next().unwrap_or(&line).to_string();
+                    Err(Error::Usage(format!("doctor: {line}")))
+                }
             },
         };
     }

@@ -192,7 +192,6 @@ fn usage_errors_exit_2_with_one_line() {
         2,
         "pty-resize: error: the machine name is empty",
     );
-    assert_one_line_error(&run(&["doctor", "--bogus"]), 2, "pty-resize: error:");
     assert_one_line_error(
         &run(&["--mode", "fast", "m", "--", "true"]),
         2,
@@ -289,6 +288,16 @@ fn one_name_the_machine_may_be_left_out() {
     assert!(
         help.contains("Exit codes:") && help.contains("--smolvm"),
         "{help}"
+    );
+    assert!(
+        help.contains("Usage: pty-resize doctor [OPTIONS] [MACHINE]"),
+        "{help}"
+    );
+    let out = run(&["doctor", "--bogus"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "pty-resize: error: doctor: unexpected argument '--bogus' found (try",
     );
 }
 
