@@ -773,3 +773,26 @@ fn a_channel_that_dies_mid_session_is_still_dead_and_exec_takes_over() {
     assert_eq!(quit(&mut run, &pty), 0);
     assert_eq!(run.count("channel-closed"), 0);
 }
+
+/// Issue 16, "never silent": `env X=1 smolvm machine exec -t …` is not
+/// looked through; the one line says so and how to wrap it, then the
+/// command runs as is (its own `-t` session, no bridge).
+#[test]
+fn a_command_behind_env_is_not_bridged_and_says_how_to_wrap_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .without_machine()
+        .prefix(&["env", "X=1"])
+        .spawn(&pty);
+    run.wait_output("the command starts with `env X=1`, not smolvm: put that before pty-resize");
+    // Raw mode flushes what was typed before: type once it reads.
+    step(dir.path(), "main-running");
+    pty.type_in(b"q");
+    assert_eq!(run.wait_exit().code(), Some(0));
+    assert_eq!(
+        run.first("passthrough").unwrap().get("reason"),
+        Some("no-tty-exec")
+    );
+    assert_eq!(run.count("start"), 0, "no bridge");
+}

@@ -104,6 +104,8 @@ pub struct Setup<'a> {
     pub exec_args: Option<Vec<String>>,
     /// Whether MACHINE is given before `--` (default: yes).
     pub given_machine: bool,
+    /// Words before the stub after `--` (`env X=1`, `sudo`).
+    pub prefix: Vec<String>,
 }
 
 impl<'a> Setup<'a> {
@@ -118,7 +120,14 @@ impl<'a> Setup<'a> {
             log_name: "wrapper.log",
             exec_args: None,
             given_machine: true,
+            prefix: Vec::new(),
         }
+    }
+
+    /// Puts `words` before the stub (`pty-resize -- env X=1 stub machine exec …`).
+    pub fn prefix(mut self, words: &[&str]) -> Self {
+        self.prefix = words.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     /// Replaces what follows `<stub> machine exec`.
@@ -160,6 +169,7 @@ impl<'a> Setup<'a> {
             .args(["--log", log.to_str().unwrap()])
             .args(self.given_machine.then_some(self.machine))
             .arg("--")
+            .args(&self.prefix)
             .arg(&stub)
             .args(["machine", "exec"])
             .args(&exec_args)
