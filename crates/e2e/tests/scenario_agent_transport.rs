@@ -337,7 +337,8 @@ fn a_storm_of_50_resizes_during_bring_up_is_one_push_of_the_last_size() {
     for i in 0..50u16 {
         screen.resize(60 + i, 20 + i % 7);
     }
-    let last = (60 + 49, 20 + 49 % 7);
+    // The size of the last step (i = 49) of the loop above.
+    let last: (u16, u16) = (109, 20);
     screen.wait_for_text(&guest::status_at(label, last.0, last.1), DEADLINE);
     wait_for(
         "the wrapper to log readiness",
