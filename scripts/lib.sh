@@ -43,13 +43,13 @@ record_or_run() {
 
 # fake_machine_up BIN_DIR NAME: creates and starts an image machine in fresh
 # smolvm state folders under FAKE_STATE (exported with XDG_CACHE_HOME,
-# XDG_DATA_HOME and XDG_RUNTIME_DIR, so this run shares no machine, lock or
-# version cache with any other). The caller cleans up: trap fake_machine_down EXIT.
+# XDG_DATA_HOME, XDG_RUNTIME_DIR and XDG_STATE_HOME, so this run shares no
+# machine, lock, version cache or default pty-resize log with any other). The caller cleans up: trap fake_machine_down EXIT.
 fake_machine_up() {
     local bin=$1 name=$2
     FAKE_STATE=$(mktemp -d "${TMPDIR:-/tmp}/fake-smolvm-state.XXXXXX")
     export FAKE_STATE XDG_CACHE_HOME=$FAKE_STATE/cache XDG_DATA_HOME=$FAKE_STATE/data \
-        XDG_RUNTIME_DIR=$FAKE_STATE/run
+        XDG_RUNTIME_DIR=$FAKE_STATE/run XDG_STATE_HOME=$FAKE_STATE/state
     _fake_bin=$bin _fake_name=$name
     "$bin/fake-smolvm" machine create "$name" --image alpine >/dev/null
     "$bin/fake-smolvm" machine start --name "$name" >/dev/null 2>&1 ||

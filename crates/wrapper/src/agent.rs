@@ -188,6 +188,32 @@ pub fn outcome_of(result: Result<Answer, Failure>) -> AgentOutcome {
     }
 }
 
+/// Asks the agent at `socket` for `ping` (smolvm's liveness test: a
+/// running machine answers `pong`); returns the protocol version. One
+/// connection, dropped whole after the answer or at `deadline`. Used by
+/// `pty-resize doctor`.
+pub fn ping(socket: &Path, deadline: Duration) -> Result<u64, Failure> {
+    let end = Instant::now() + deadline;
+    let mut stream = UnixStream::connect(socket).map_err(Failure::Io)?;
+    let left = |end: Instant| {
+        end.checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Failure::Io(std::io::ErrorKind::TimedOut.into()))
+    };
+    stream
+        .set_write_timeout(Some(left(end)?))
+        .map_err(Failure::Io)?;
+    stream
+        .write_all(&agent_wire::ping_frame())
+        .map_err(Failure::Io)?;
+    let mut header = [0u8; 4];
+    read_exact_by(&mut stream, &mut header, end, &left)?;
+    let len = agent_wire::frame_len(header).map_err(Failure::Garbage)?;
+    let mut body = vec![0u8; len];
+    read_exact_by(&mut stream, &mut body, end, &left)?;
+    agent_wire::parse_pong(&body).map_err(Failure::Garbage)
+}
+
 /// `read_exact` that gives up at `end` (each read's timeout is what is left).
 fn read_exact_by(
     stream: &mut UnixStream,

@@ -120,6 +120,48 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, Garbage> {
     }
 }
 
+/// The `ping` request frame (length prefix included): smolvm's own liveness
+/// test (`{"method":"ping"}` → `{"status":"pong","version":1}`), used by
+/// `pty-resize doctor` only.
+pub fn ping_frame() -> Vec<u8> {
+    let body = json!({ "method": "ping" }).to_string().into_bytes();
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Parses the answer to `ping`: the protocol version a `pong` carries.
+pub fn parse_pong(body: &[u8]) -> Result<u64, Garbage> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| Garbage(format!("not JSON: {e}")))?;
+    match v.get("status").and_then(Value::as_str) {
+        Some("pong") => v
+            .get("version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| Garbage("pong without an integer `version`".into())),
+        Some(other) => Err(Garbage(format!("unexpected status `{other}`"))),
+        None => Err(Garbage("no `status`".into())),
+    }
+}
+
+#[cfg(test)]
+mod ping_tests {
+    use super::*;
+
+    #[test]
+    fn ping_and_pong() {
+        let f = ping_frame();
+        assert_eq!(&f[4..], br#"{"method":"ping"}"#);
+        assert_eq!(
+            u32::from_be_bytes(f[..4].try_into().unwrap()) as usize,
+            f.len() - 4
+        );
+        assert_eq!(parse_pong(br#"{"status":"pong","version":1}"#), Ok(1));
+        assert!(parse_pong(br#"{"status":"ok"}"#).is_err());
+        assert!(parse_pong(br#"{"status":"pong"}"#).is_err());
+        assert!(parse_pong(b"x").is_err());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

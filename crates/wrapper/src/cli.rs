@@ -1,4 +1,8 @@
-//! The command line: `pty-resize [OPTIONS] <MACHINE> -- <SMOLVM ARGV…>`.
+//! The command line: `pty-resize [OPTIONS] [MACHINE] -- <SMOLVM ARGV…>`.
+//!
+//! MACHINE is optional: without it the machine is the wrapped command's
+//! `--name` (smolvm's own default, `default`, when that is absent), so the
+//! name is written once.
 
 use std::path::PathBuf;
 
@@ -49,12 +53,15 @@ Exit codes:
            SIGTERM, SIGHUP the wrapper dies of that signal instead, as smolvm would)
   1        internal error before the command started (e.g. --log cannot be opened,
            or 120 s waiting for another session's start-up on the machine)
-  2        usage error (missing machine, missing `--`, empty command, empty machine
-           name, a machine that differs from the command's --name, unsafe timings)
+  2        usage error (missing `--`, empty command, empty machine name, a MACHINE
+           that differs from the command's --name, unsafe timings)
   127      the program cannot be run (not found, not executable)
 
 Environment:
-  PTY_RESIZE_LOG=FILE     same as --log FILE (empty: no log)
+  PTY_RESIZE_LOG=FILE     same as --log FILE (empty: no log at all)
+  XDG_STATE_HOME, HOME    the default log: $XDG_STATE_HOME/pty-resize/pty-resize.log,
+                          else ~/.local/state/pty-resize/pty-resize.log (past 1 MiB it
+                          is moved to pty-resize.log.1 and a new one begins)
   PTY_RESIZE_NO_CACHE=1   do not cache `smolvm --version` answers
   PTY_RESIZE_AGENT_SOCKET=PATH
                           --mode agent: use this agent socket instead of smolvm's
@@ -75,12 +82,20 @@ protocol, or vm_exec fails, the wrapper logs why (agent-fallback) and uses
 through the smolvm CLI, ready at raw mode + --settle-ms.
 
 The bridge is off (the command runs as is) when stdin or stdout is not a
-terminal or when the command is not an `exec` with -t/--tty. When `smolvm
+terminal or when the command is not a `smolvm machine exec` with -t/--tty;
+in the second case one line on stderr says so and why, before it starts.
+When `smolvm
 --version` reports 0.8.1 or later (native size forwarding) the prologue still
 sizes the first frame, but no side channel is ever opened.
 
-Example:
-  pty-resize bottle -- smolvm machine exec --name bottle -t -- claude --resume";
+Checking a machine: `pty-resize doctor [--smolvm PATH] [MACHINE]` prints one line
+per check (smolvm, agent socket, agent, vm_exec, lock, terminal, log, transport)
+and exits 0 when a session would be bridged, 1 when not, 2 on a usage error.
+
+Examples:
+  pty-resize -- smolvm machine exec --name bottle -t -- claude --resume
+  pty-resize bottle -- smolvm machine exec --name bottle -t -- claude --resume
+  pty-resize doctor bottle";
 
 /// Keeps a smolvm guest's PTY at the host terminal's size.
 ///
@@ -92,9 +107,10 @@ Example:
 #[derive(Debug, Parser)]
 #[command(name = "pty-resize", version, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// The smolvm machine the session runs in (used for the side channel).
+    /// The smolvm machine the session runs in [default: the command's
+    /// --name, else smolvm's `default`]; if given, it must equal --name.
     #[arg(value_name = "MACHINE")]
-    pub machine: String,
+    pub machine: Option<String>,
 
     /// The smolvm command line to run, after `--`.
     #[arg(value_name = "SMOLVM ARGV", last = true, required = true, num_args = 1..)]
@@ -136,9 +152,14 @@ pub struct Cli {
     #[arg(long)]
     pub force_bridge: bool,
 
-    /// Append a logfmt line per decision to FILE [env: PTY_RESIZE_LOG, empty = none].
+    /// Append a logfmt line per decision to FILE [env: PTY_RESIZE_LOG, empty =
+    /// none; default: $XDG_STATE_HOME/pty-resize/pty-resize.log].
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+
+    /// Write no decision log at all (not even the default one).
+    #[arg(long, conflicts_with = "log")]
+    pub no_log: bool,
 }
 
 impl Cli {
@@ -146,7 +167,7 @@ impl Cli {
     /// start inside a bring-up, and a MACHINE that is not the one the command
     /// runs in (pushes would resize the wrong machine, or none).
     pub fn validate(&self) -> Result<(), String> {
-        if self.machine.is_empty() {
+        if self.machine_name().is_empty() {
             return Err("the machine name is empty".into());
         }
         if self.settle_ms < MIN_SETTLE_MS {
@@ -161,23 +182,41 @@ impl Cli {
                 self.fallback_ms, self.settle_ms
             ));
         }
-        if let Some(exec) = crate::smolvm_argv::parse(&self.argv) {
+        if let (Some(exec), Some(machine)) = (crate::smolvm_argv::parse(&self.argv), &self.machine)
+        {
             // smolvm's own default when --name is absent.
-            let name = exec.name.as_deref().unwrap_or("default");
-            if name != self.machine {
+            let name = exec.name.as_deref().unwrap_or(DEFAULT_MACHINE);
+            if name != machine {
                 let given = if exec.name.is_some() {
                     format!("--name '{name}'")
                 } else {
                     "no --name (smolvm uses 'default')".to_string()
                 };
                 return Err(format!(
-                    "the machine '{}' differs from the command's {given}",
-                    self.machine
+                    "the machine '{machine}' differs from the command's {given}"
                 ));
             }
         }
         Ok(())
     }
+
+    /// The machine the session runs in: MACHINE if given, else the wrapped
+    /// command's `--name`, else smolvm's default ([`DEFAULT_MACHINE`]).
+    pub fn machine_name(&self) -> String {
+        machine_of(self.machine.as_deref(), &self.argv)
+    }
+}
+
+/// smolvm's machine when `machine exec` has no `--name`.
+pub const DEFAULT_MACHINE: &str = "default";
+
+/// The machine of a session (pure): `given` if any, else the `--name` of
+/// the wrapped `machine exec`, else [`DEFAULT_MACHINE`].
+pub fn machine_of(given: Option<&str>, argv: &[String]) -> String {
+    given
+        .map(str::to_string)
+        .or_else(|| crate::smolvm_argv::parse(argv).and_then(|e| e.name))
+        .unwrap_or_else(|| DEFAULT_MACHINE.to_string())
 }
 
 /// Folds clap's rendered error into the one line the wrapper prints: the
@@ -236,7 +275,8 @@ mod tests {
             "top",
         ])
         .unwrap();
-        assert_eq!(c.machine, "bottle");
+        assert_eq!(c.machine.as_deref(), Some("bottle"));
+        assert_eq!(c.machine_name(), "bottle");
         assert_eq!(c.mode, Mode::Exec);
         assert_eq!(c.fallback_ms, 700);
         assert_eq!(c.settle_ms, 600);
@@ -258,8 +298,29 @@ mod tests {
     }
 
     #[test]
+    fn one_name_the_machine_comes_from_the_commands_name() {
+        let c = parse(&["--", "smolvm", "machine", "exec", "--name", "bottle", "-t"]).unwrap();
+        assert_eq!(c.machine, None);
+        assert_eq!(c.machine_name(), "bottle");
+        assert_eq!(c.validate(), Ok(()));
+        let c = parse(&["--", "smolvm", "machine", "exec", "--name=b2", "-t"]).unwrap();
+        assert_eq!(c.machine_name(), "b2");
+        // No --name: smolvm's default.
+        let c = parse(&["--", "smolvm", "machine", "exec", "-t", "--", "sh"]).unwrap();
+        assert_eq!(c.machine_name(), "default");
+        // Not an exec: the name is irrelevant (the command runs as is).
+        let c = parse(&["--", "smolvm", "machine", "ls"]).unwrap();
+        assert_eq!(c.machine_name(), "default");
+        let c = parse(&["--", "smolvm", "machine", "exec", "--name", "", "-t"]).unwrap();
+        assert_eq!(c.validate().unwrap_err(), "the machine name is empty");
+        let c = parse(&["--no-log", "--", "x"]).unwrap();
+        assert!(c.no_log);
+        assert!(parse(&["--no-log", "--log", "f", "--", "x"]).is_err());
+    }
+
+    #[test]
     fn usage_errors() {
-        assert!(parse(&[]).is_err(), "missing machine");
+        assert!(parse(&[]).is_err(), "missing command");
         assert!(parse(&["m"]).is_err(), "missing --");
         assert!(parse(&["m", "--"]).is_err(), "empty argv");
         assert!(

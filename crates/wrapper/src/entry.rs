@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::cli::{self, Cli};
+use crate::doctor;
 use crate::error::Error;
 use crate::guardian;
 use crate::handoff;
@@ -37,6 +38,8 @@ pub enum Invocation {
     Handoff(Vec<String>),
     /// The hidden terminal guardian ([`guardian::run`]).
     Guardian,
+    /// `pty-resize doctor [--smolvm PATH] [MACHINE]` ([`doctor::run`]).
+    Doctor(crate::doctor::DoctorCli),
 }
 
 /// Parses the process's arguments and `PTY_RESIZE_LOG`.
@@ -61,6 +64,25 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
     if args.get(1).is_some_and(|a| a == guardian::SUBCOMMAND) {
         return Ok(Invocation::Guardian);
     }
+    // `doctor` without a `--`: with one, `doctor` is a machine's name.
+    if args.get(1).is_some_and(|a| a == doctor::SUBCOMMAND) && !has_separator {
+        let words =
+            std::iter::once(OsString::from("pty-resize doctor")).chain(args[2..].iter().cloned());
+        return match doctor::DoctorCli::try_parse_from(words) {
+            Ok(d) => Ok(Invocation::Doctor(d)),
+            Err(e) => match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Ok(Invocation::Info(e.render().to_string()))
+                }
+                _ => {
+                    // clap's "use '-- --x'" tip would be wrong here too.
+                    let line = cli::one_line_error(&e.render().to_string());
+                    let line = line.split("; tip:").next().unwrap_or(&line).to_string();
+                    Err(Error::Usage(format!("doctor: {line}")))
+                }
+            },
+        };
+    }
     let mut cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -73,9 +95,14 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
             };
         }
     };
-    // An empty PTY_RESIZE_LOG means no log, not a file named "".
-    if cli.log.is_none() {
-        cli.log = env_log.filter(|v| !v.is_empty()).map(PathBuf::from);
+    // PTY_RESIZE_LOG when --log is absent; an empty one means no log at
+    // all (not a file named "", not the default log).
+    if cli.log.is_none() && !cli.no_log {
+        match env_log {
+            Some(v) if v.is_empty() => cli.no_log = true,
+            Some(v) => cli.log = Some(PathBuf::from(v)),
+            None => {}
+        }
     }
     cli.validate().map_err(Error::Usage)?;
     Ok(Invocation::Wrap(Box::new(cli)))
@@ -91,7 +118,7 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
 fn usage_line(e: &clap::Error, has_separator: bool) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     const SEPARATOR_TIP: &str =
-        "tip: the smolvm command goes after '--': pty-resize MACHINE -- smolvm machine exec …";
+        "tip: the smolvm command goes after '--': pty-resize [MACHINE] -- smolvm machine exec …";
     let unknown = match (e.kind(), e.get(ContextKind::InvalidArg)) {
         (ErrorKind::UnknownArgument, Some(ContextValue::String(arg))) => Some(arg.as_str()),
         _ => None,
@@ -128,6 +155,41 @@ pub fn passthrough_reason(
     } else {
         None
     }
+}
+
+/// The one line a terminal session that will not be bridged prints on
+/// stderr before its command starts (pure): what pty-resize saw, and what
+/// would make it bridge.
+pub fn not_bridged_line(argv: &[String], exec: Option<&ExecArgv>) -> String {
+    const HEAD: &str = "pty-resize: not bridging (runs as is, resizes will not reach the guest)";
+    let why = match exec {
+        Some(e) if !e.tty => {
+            "no -t/--tty before the command: smolvm gives the guest no terminal to size".to_string()
+        }
+        Some(_) => "internal: a -t exec was not bridged".to_string(),
+        None => {
+            // `sudo smolvm machine exec …`, `env X=1 smolvm …`: smolvm's exec
+            // is there, after a word pty-resize does not look through.
+            let at = argv
+                .windows(2)
+                .position(|w| matches!(w[0].as_str(), "machine" | "vm") && w[1] == "exec");
+            match at {
+                Some(at) if at >= 2 => {
+                    let prefix = argv[..at - 1].join(" ");
+                    format!(
+                        "the command starts with `{prefix}`, not smolvm: put that before \
+                         pty-resize ({prefix} pty-resize -- {} …)",
+                        argv[at - 1..=at + 1].join(" ")
+                    )
+                }
+                _ => format!(
+                    "`{}` is not a `smolvm machine exec`",
+                    argv.iter().take(3).cloned().collect::<Vec<_>>().join(" ")
+                ),
+            }
+        }
+    };
+    format!("{HEAD}: {why}")
 }
 
 fn isatty(fd: i32) -> bool {
@@ -186,12 +248,17 @@ pub fn run(inv: Invocation) -> Result<Ending, Error> {
         }
         Invocation::Handoff(args) => return Ok(Ending::Code(handoff::supervise(&args))),
         Invocation::Guardian => return Ok(Ending::Code(guardian::run())),
+        Invocation::Doctor(d) => return Ok(Ending::Code(doctor::run(&d))),
         Invocation::Wrap(cli) => cli,
     };
     let start = Instant::now();
-    let mut log = match &cli.log {
-        Some(path) => Log::open(path, start)?,
-        None => Log::disabled(start),
+    let mut log = match (&cli.log, cli.no_log) {
+        (Some(path), _) => Log::open(path, start)?,
+        (None, true) => Log::disabled(start),
+        // The default log: "resize not working?" always has an answer.
+        (None, false) => crate::log::default_path()
+            .and_then(|p| crate::log::open_default(&p, crate::log::DEFAULT_MAX, start))
+            .unwrap_or_else(|| Log::disabled(start)),
     };
     let result = wrap(&cli, &mut log, start);
     if let Err(e) = &result {
@@ -213,9 +280,17 @@ fn wrap(cli: &Cli, log: &mut Log, start: Instant) -> Result<Ending, Error> {
         }
         None => main_path.clone(),
     };
-    let exec = smolvm_argv::parse(&cli.argv);
-    if let Some(reason) = passthrough_reason(isatty(0), isatty(1), exec.as_ref()) {
+    // `exec -t CMD` (no `--`, which smolvm accepts) gets one, so the
+    // prologue and the marker apply to it as well.
+    let argv = smolvm_argv::with_separator(&cli.argv);
+    let exec = smolvm_argv::parse(&argv);
+    let (stdin_tty, stdout_tty) = (isatty(0), isatty(1));
+    if let Some(reason) = passthrough_reason(stdin_tty, stdout_tty, exec.as_ref()) {
         log.event(&LogEvent::Passthrough { reason });
+        if stdin_tty && stdout_tty {
+            // A terminal that will not follow resizes: never silently.
+            eprintln!("{}", not_bridged_line(&cli.argv, exec.as_ref()));
+        }
         // Replace the wrapper: exit codes, signals and the terminal are then
         // exactly the command's own, at zero cost.
         let err = Command::new(&main_path)
@@ -237,11 +312,11 @@ fn wrap(cli: &Cli, log: &mut Log, start: Instant) -> Result<Ending, Error> {
         .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
     let native = !cli.force_bridge && detect_native(&main_path, log);
     let plan = Plan {
-        argv: cli.argv.clone(),
+        argv,
         exec,
         main_path,
         side_path,
-        machine: cli.machine.clone(),
+        machine: cli.machine_name(),
         mode: (!native).then_some(cli.mode),
         config: Config {
             settle: Duration::from_millis(cli.settle_ms),
@@ -350,19 +425,75 @@ mod tests {
     }
 
     #[test]
-    fn the_log_comes_from_the_flag_else_a_non_empty_environment() {
+    fn the_log_comes_from_the_flag_else_the_environment_else_the_default() {
         let log = |a: &[&str], env: Option<&str>| match parse_from(args(a), env.map(OsString::from))
         {
-            Ok(Invocation::Wrap(cli)) => cli.log,
+            Ok(Invocation::Wrap(cli)) => (cli.log, cli.no_log),
             other => panic!("{other:?}"),
         };
         let p = |s: &str| Some(PathBuf::from(s));
-        assert_eq!(log(&["m", "--", "true"], Some("")), None);
-        assert_eq!(log(&["m", "--", "true"], None), None);
-        assert_eq!(log(&["m", "--", "true"], Some("/e")), p("/e"));
+        // Empty: no log at all.
+        assert_eq!(log(&["m", "--", "true"], Some("")), (None, true));
+        // Nothing said: the default log (chosen at run time).
+        assert_eq!(log(&["m", "--", "true"], None), (None, false));
+        assert_eq!(
+            log(&["--no-log", "m", "--", "true"], Some("/e")),
+            (None, true)
+        );
+        assert_eq!(log(&["m", "--", "true"], Some("/e")), (p("/e"), false));
         assert_eq!(
             log(&["--log", "/f", "m", "--", "true"], Some("/e")),
-            p("/f")
+            (p("/f"), false)
         );
+    }
+
+    #[test]
+    fn doctor_is_a_subcommand_unless_a_separator_makes_it_a_machine() {
+        assert!(matches!(
+            parse_from(args(&["doctor"]), None),
+            Ok(Invocation::Doctor(d)) if d.machine.is_none()
+        ));
+        assert!(matches!(
+            parse_from(args(&["doctor", "--smolvm", "/s", "bottle"]), None),
+            Ok(Invocation::Doctor(d)) if d.machine.as_deref() == Some("bottle")
+                && d.smolvm.as_deref() == Some(std::path::Path::new("/s"))
+        ));
+        assert!(matches!(
+            parse_from(args(&["doctor", "--", "smolvm", "machine", "exec", "--name", "doctor", "-t"]), None),
+            Ok(Invocation::Wrap(c)) if c.machine_name() == "doctor"
+        ));
+        let e = parse_from(args(&["doctor", "--bogus"]), None).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_terminal_session_not_bridged_says_why_in_one_line() {
+        let line = |s: &str| {
+            let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
+            not_bridged_line(&argv, smolvm_argv::parse(&argv).as_ref())
+        };
+        let l = line("smolvm machine exec --name m -- top");
+        assert!(l.starts_with("pty-resize: not bridging"), "{l}");
+        assert!(l.contains("no -t/--tty"), "{l}");
+        let l = line("sudo smolvm machine exec -t -- top");
+        assert!(l.contains("starts with `sudo`"), "{l}");
+        assert!(
+            l.contains("sudo pty-resize -- smolvm machine exec …"),
+            "{l}"
+        );
+        let l = line("env X=1 smolvm vm exec -t -- top");
+        assert!(l.contains("`env X=1`"), "{l}");
+        let l = line("smolvm machine ls");
+        assert!(
+            l.contains("`smolvm machine ls` is not a `smolvm machine exec`"),
+            "{l}"
+        );
+        for s in [
+            "smolvm machine exec -- top",
+            "sudo smolvm machine exec -t",
+            "ls",
+        ] {
+            assert_eq!(line(s).lines().count(), 1, "{s}");
+        }
     }
 }

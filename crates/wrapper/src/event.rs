@@ -93,6 +93,9 @@ pub enum SideReport {
     ChannelStderr(String),
     /// The persistent channel's stdout closed.
     ChannelEof,
+    /// [`crate::pusher::EOF_GRACE`] passed since the channel's end and the
+    /// session is still on: the channel died (not the session's end).
+    ChannelEofSettled,
     /// A `vm_exec` of the agent transport (probe or push) ended.
     Agent {
         /// The probe or push id.

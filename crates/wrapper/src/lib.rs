@@ -22,6 +22,7 @@
 pub mod agent;
 pub mod agent_wire;
 pub mod cli;
+pub mod doctor;
 pub mod entry;
 pub mod error;
 pub mod event;

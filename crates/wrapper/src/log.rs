@@ -1,8 +1,10 @@
 //! The decision log: typed events written as logfmt, and a reader for tests.
 //!
 //! `t_ms=12.345 event=push id=1 size=100x30 transport=channel` — `t_ms` is
-//! milliseconds since the wrapper started. Enabled by `--log FILE` or a
-//! non-empty `PTY_RESIZE_LOG`; otherwise every call is a no-op. The events and
+//! milliseconds since the wrapper started. Written to `--log FILE`, else a
+//! non-empty `PTY_RESIZE_LOG`, else the default log ([`default_path`],
+//! size-bounded); `--no-log` or an empty `PTY_RESIZE_LOG` turn it off (every
+//! call is then a no-op). The events and
 //! their fields are [`LogEvent`]; [`read`] parses a log back into [`Record`]s.
 
 use std::fs::{File, OpenOptions};
@@ -167,6 +169,62 @@ impl Log {
             }
         }
     }
+}
+
+/// The default log's file name, in [`default_dir`].
+pub const DEFAULT_NAME: &str = "pty-resize.log";
+
+/// Past this size the default log is moved to `pty-resize.log.1` (replacing
+/// the previous one) when a wrapper opens it: at most ~2 MiB on disk.
+pub const DEFAULT_MAX: u64 = 1024 * 1024;
+
+/// Where the log goes when neither `--log` nor `PTY_RESIZE_LOG` says (pure):
+/// `$XDG_STATE_HOME/pty-resize/`, else `~/.local/state/pty-resize/`; empty
+/// and relative values are ignored (the XDG spec's rule: a relative one
+/// would put the log wherever the session happened to start).
+pub fn default_dir(
+    xdg_state_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<std::path::PathBuf> {
+    let absolute =
+        |v: Option<std::ffi::OsString>| v.map(std::path::PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg_state_home)
+        .or_else(|| absolute(home).map(|h| h.join(".local/state")))
+        .map(|base| base.join("pty-resize"))
+}
+
+/// The default log file of this process's environment, if a base is known.
+pub fn default_path() -> Option<std::path::PathBuf> {
+    default_dir(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+        .map(|d| d.join(DEFAULT_NAME))
+}
+
+/// Opens the default log at `path`: its folder is made (0700), a file past
+/// `max` bytes is first moved to `<path>.1`. `None` if it cannot be used:
+/// the default log is a convenience, never a reason to stop a session
+/// (unlike an explicit `--log`).
+pub fn open_default(path: &Path, max: u64, start: Instant) -> Option<Log> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path.parent()?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .ok()?;
+    let meta = std::fs::symlink_metadata(path).ok();
+    if meta.as_ref().is_some_and(|m| !m.file_type().is_file()) {
+        // Only a regular file is the default log (a FIFO or socket someone
+        // put there is theirs; an explicit --log may name one).
+        return None;
+    }
+    if meta.is_some_and(|m| m.len() > max) {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        // rename is atomic: a wrapper still appending keeps writing into
+        // the moved file, and the next one starts a fresh log.
+        let _ = std::fs::rename(path, old);
+    }
+    Log::open(path, start).ok()
 }
 
 /// One parsed log line.
@@ -347,6 +405,56 @@ mod tests {
         });
         assert!(!d.enabled());
         assert_eq!(d.raw_fd(), None);
+    }
+
+    #[test]
+    fn the_default_dir_follows_xdg_state_home_and_ignores_relative_values() {
+        let o = |s: &str| Some(std::ffi::OsString::from(s));
+        let p = |s: &str| Some(std::path::PathBuf::from(s));
+        assert_eq!(default_dir(o("/s"), o("/h")), p("/s/pty-resize"));
+        assert_eq!(default_dir(None, o("/h")), p("/h/.local/state/pty-resize"));
+        assert_eq!(
+            default_dir(o("rel"), o("/h")),
+            p("/h/.local/state/pty-resize")
+        );
+        assert_eq!(default_dir(o(""), o("h")), None);
+        assert_eq!(default_dir(None, None), None);
+    }
+
+    #[test]
+    fn the_default_log_is_bounded_by_one_move_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/pty-resize").join(DEFAULT_NAME);
+        let l = open_default(&path, 100, Instant::now()).unwrap();
+        drop(l);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::write(&path, "x".repeat(101)).unwrap();
+        let mut l = open_default(&path, 100, Instant::now()).unwrap();
+        l.event(&LogEvent::Exit {
+            code: 0,
+            status: "exit-0".into(),
+        });
+        let old = dir.path().join("state/pty-resize/pty-resize.log.1");
+        assert_eq!(std::fs::read_to_string(&old).unwrap().len(), 101);
+        let names: Vec<_> = read(&path).unwrap().into_iter().map(|r| r.event).collect();
+        assert_eq!(names, ["open", "exit"]);
+        // Under the bound: appended, not moved.
+        std::fs::remove_file(&old).unwrap();
+        drop(open_default(&path, 100, Instant::now()).unwrap());
+        assert!(!old.exists());
+        assert_eq!(read(&path).unwrap().len(), 3);
+        // Not a regular file, or a folder that cannot be made: no log, no error.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(open_default(&fifo, 100, Instant::now()).is_none());
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(open_default(&file.join("x/log"), 100, Instant::now()).is_none());
     }
 
     #[test]

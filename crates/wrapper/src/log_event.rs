@@ -201,6 +201,15 @@ pub enum LogEvent {
         /// Its last stderr line.
         stderr: Option<String>,
     },
+    /// `channel-closed reason=session-ended` (+ `status=`): the channel
+    /// ended with the session (smolvm kills it when the main command ends,
+    /// 137): the normal end of a channel, not a failure.
+    ChannelClosed {
+        /// Why.
+        reason: String,
+        /// Its exit status, if reaped.
+        status: Option<String>,
+    },
     /// `agent socket= marker=`: pushes go through the machine's agent
     /// socket (`vm_exec` at VM level); the main exec carries the marker.
     Agent {
@@ -304,6 +313,7 @@ impl LogEvent {
             Self::ChannelOpen { .. } => "channel-open",
             Self::ChannelRunning { .. } => "channel-running",
             Self::ChannelDead { .. } => "channel-dead",
+            Self::ChannelClosed { .. } => "channel-closed",
             Self::Agent { .. } => "agent",
             Self::AgentFallback { .. } => "agent-fallback",
             Self::Signal { .. } => "signal",
@@ -455,6 +465,10 @@ impl LogEvent {
                 f.push(("reason", reason.clone()));
                 f.extend(status.clone().map(|v| ("status", v)));
                 f.extend(stderr.clone().map(|v| ("stderr", v)));
+            }
+            Self::ChannelClosed { reason, status } => {
+                f.push(("reason", reason.clone()));
+                f.extend(status.clone().map(|v| ("status", v)));
             }
             Self::Agent { socket, marker } => {
                 f.push(("socket", socket.clone()));

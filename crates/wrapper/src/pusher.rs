@@ -58,6 +58,12 @@ pub struct Target {
     pub socket: Option<PathBuf>,
 }
 
+/// How long after the channel's end the session may still end for that
+/// end to count as the session's own (smolvm 0.8.0 kills every exec of the
+/// machine's container when the main command ends: the channel reports EOF
+/// and 137 just before the main client exits). Past it the channel died.
+pub const EOF_GRACE: Duration = Duration::from_millis(500);
+
 /// `timeout_ms` of one agent `vm_exec`: the script scans `/proc` and runs
 /// `stty` once, milliseconds of work; the agent kills it (124) after this.
 pub const AGENT_TIMEOUT_MS: u64 = 2000;
@@ -86,6 +92,10 @@ pub struct Pusher {
     waiting: Option<(u64, Size)>,
     /// The lock held by the side bring-up under way.
     side_lock: Option<(File, Instant)>,
+    /// A channel that ended within [`EOF_GRACE`]: its status and last
+    /// stderr line, until the session ends (`channel-closed`) or the grace
+    /// passes (`channel-dead`).
+    ended: Option<(Option<String>, Option<String>)>,
 }
 
 impl Pusher {
@@ -99,6 +109,7 @@ impl Pusher {
             exec: None,
             waiting: None,
             side_lock: None,
+            ended: None,
         }
     }
 
@@ -112,6 +123,13 @@ impl Pusher {
         });
         if self.mode == Mode::Agent {
             return self.agent_exec(id, Some(size));
+        }
+        if self.target.token.is_none() && self.target.marker.is_none() {
+            // No bring-up for a push that could only hit every PTY.
+            return Some(PushReport::Done {
+                id,
+                outcome: Outcome::Failed(side::UNKNOWN_PTY.into()),
+            });
         }
         if let Some(open) = self.channel.as_mut().filter(|o| o.running) {
             return match open.channel.send(id, size) {
@@ -347,14 +365,47 @@ impl Pusher {
                 }
                 None
             }
-            SideReport::ChannelEof => {
-                if self.channel.is_some() {
-                    self.channel_dead("eof", log)
-                } else {
-                    None
-                }
+            SideReport::ChannelEof => self.channel_ended(log),
+            SideReport::ChannelEofSettled => {
+                let (status, stderr) = self.ended.take()?;
+                log.event(&LogEvent::ChannelDead {
+                    reason: "eof".into(),
+                    status,
+                    stderr,
+                });
+                Some(PushReport::TransportDied {
+                    reason: "channel eof".into(),
+                })
             }
         }
+    }
+
+    /// The channel's output ended. At a normal quit smolvm has just killed
+    /// it with the session's container (137): that is not a failure, so the
+    /// verdict waits [`EOF_GRACE`] — the session ending meanwhile logs
+    /// `channel-closed reason=session-ended` ([`Pusher::finish`]), else
+    /// `channel-dead reason=eof` and the fall-back to one exec per push.
+    /// Later pushes use exec at once either way.
+    fn channel_ended(&mut self, log: &mut Log) -> Option<PushReport> {
+        let open = self.channel.take()?;
+        if !open.running {
+            // Never answered: it died in its bring-up, no session end explains it.
+            self.channel = Some(open);
+            return self.channel_dead("eof", log);
+        }
+        self.mode = Mode::Exec;
+        let status = open
+            .channel
+            .close(Duration::ZERO)
+            .map(side::describe_status);
+        self.unlock(log);
+        self.ended = Some((status, open.stderr));
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(EOF_GRACE);
+            let _ = tx.send(Event::Side(SideReport::ChannelEofSettled));
+        });
+        None
     }
 
     /// Kills the channel, logs why, and switches to one exec per push.
@@ -380,6 +431,12 @@ impl Pusher {
     /// still in its bring-up, and return at once.
     pub fn finish(mut self, log: &mut Log) {
         self.waiting = None;
+        if let Some((status, _)) = self.ended.take() {
+            log.event(&LogEvent::ChannelClosed {
+                reason: "session-ended".into(),
+                status,
+            });
+        }
         // The exec's pipes stay open while `exec` lives (until we return).
         let exec = self.exec.take();
         let mut bringing_up = exec.as_ref().map(|p| (p.pid(), p.pipes()));

@@ -26,13 +26,20 @@ pub fn pid_path(token: u64) -> String {
 /// Used as `sh -c <prologue> sh CMD…`.
 pub fn prologue(size: Size, token: u64) -> String {
     format!(
-        "stty cols {c} rows {r} 2>/dev/null; tty >{path} 2>/dev/null; echo $$ >{pid} 2>/dev/null; exec \"$@\"",
+        "stty cols {c} rows {r} 2>/dev/null; tty >{path} 2>/dev/null; echo $$ >{pid} 2>/dev/null; {EXEC_CHECKED}",
         c = size.cols,
         r = size.rows,
         path = token_path(token),
         pid = pid_path(token),
     )
 }
+
+/// How the prologues end: `exec` the command, after checking it exists, so
+/// a missing program reads `pty-resize: PROG: not found in the guest` (exit
+/// 127, as a shell would) instead of the prologue shell's own `sh: 1: exec:
+/// PROG: not found`, which names a `sh` the user never typed.
+pub const EXEC_CHECKED: &str = "command -v -- \"$1\" >/dev/null 2>&1 || \
+{ printf 'pty-resize: %s: not found in the guest\\n' \"$1\" >&2; exit 127; }; exec \"$@\"";
 
 /// The environment variable the main exec gets (`-e NAME=<id>`) on the
 /// agent transport: the mark by which a VM-level script finds the session.
@@ -66,7 +73,7 @@ const PROLOGUE_MARK: &str = ": pty-resize-prologue";
 /// [`find_and_size`] see it is still running.
 pub fn prologue_quiet(size: Size) -> String {
     format!(
-        "{PROLOGUE_MARK}; stty cols {c} rows {r} 2>/dev/null; exec \"$@\"",
+        "{PROLOGUE_MARK}; stty cols {c} rows {r} 2>/dev/null; {EXEC_CHECKED}",
         c = size.cols,
         r = size.rows,
     )
@@ -195,78 +202,60 @@ pub fn valid_marker(marker: &str) -> bool {
 const LATE_WINCH: &str = "case \"$g\" in ''|*[!0-9]*) ;; *) sleep 0.1 2>/dev/null; \
 kill -s WINCH -- \"-$g\" 2>/dev/null || kill -s WINCH \"$g\" 2>/dev/null;; esac";
 
-/// Resizes every PTY of the guest: the seeds' loop, used when this session's
-/// PTY is not known. Succeeds if at least one PTY took the size.
-/// (`[0-9]*` skips `/dev/pts/ptmx`, whose failure would mask real successes.)
-fn loop_all(cols: &str, rows: &str) -> String {
-    format!(
-        "ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols {cols} rows {rows} 2>/dev/null && ok=1; done; [ -n \"$ok\" ]"
-    )
-}
+/// What a push does when this session's PTY is not known (no record from
+/// the prologue): it fails, saying why. It never falls back to the seeds'
+/// loop over `/dev/pts/*`, which would resize every other session's
+/// terminal too (and make their wrappers skip their own size as unchanged).
+const UNKNOWN_PTY: &str =
+    "echo 'pty-resize: this session'\\''s PTY is unknown (no record); nothing resized' >&2; false";
 
-/// Resizes the recorded PTY in `$f` if it looks like one, else every PTY.
+/// Resizes the recorded PTY in `$f` if it looks like one; fails otherwise.
 fn apply(cols: &str, rows: &str) -> String {
     format!(
-        "case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols {cols} rows {rows};; *) {all};; esac",
-        all = loop_all(cols, rows)
+        "case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols {cols} rows {rows};; *) {UNKNOWN_PTY};; esac"
     )
 }
 
 /// The script of a one-shot side-channel push (`machine exec -- sh -c <script>`).
 ///
-/// With a token (the prologue ran), it targets the PTY the prologue recorded
-/// (then sends the late SIGWINCH) and falls back to every PTY if the record
-/// is missing; without one it is the seeds' loop over every PTY.
-pub fn push(size: Size, token: Option<u64>) -> String {
+/// It targets the PTY the prologue recorded under `token` (then sends the
+/// late SIGWINCH), and fails if the record is missing: only the session's
+/// own PTY is ever resized. (Without a record the session is found by its
+/// marker instead: [`push_by_marker`].)
+pub fn push(size: Size, token: u64) -> String {
     let (c, r) = (size.cols.to_string(), size.rows.to_string());
-    match token {
-        Some(t) => format!(
-            "f=$(cat {path} 2>/dev/null); g=$(cat {pid} 2>/dev/null); {apply} && {{ {LATE_WINCH}; true; }}",
-            path = token_path(t),
-            pid = pid_path(t),
-            apply = apply(&c, &r)
-        ),
-        None => loop_all(&c, &r),
-    }
+    format!(
+        "f=$(cat {path} 2>/dev/null); g=$(cat {pid} 2>/dev/null); {apply} && {{ {LATE_WINCH}; true; }}",
+        path = token_path(token),
+        pid = pid_path(token),
+        apply = apply(&c, &r)
+    )
 }
 
 /// The script of the persistent resize channel (`machine exec -i -- sh -c <script>`).
 ///
-/// It reads `ID COLS ROWS` lines from stdin, applies each, and answers one
-/// line per request: `ok ID COLS ROWS` or `fail ID COLS ROWS` (`bad` for a
-/// malformed line, which the wrapper never sends). The id travels with the
-/// request so the answer names the push it completes. The values read are
-/// checked to be digits before use, so the script's only variable text is
-/// still numbers. On EOF (the wrapper closed the pipe) it removes the
-/// session's PTY record.
-pub fn channel(token: Option<u64>) -> String {
-    let (record, cleanup) = match token {
-        Some(t) => (
-            format!(
-                "[ -n \"$f\" ] || f=$(cat {} 2>/dev/null); [ -n \"$g\" ] || g=$(cat {} 2>/dev/null); ",
-                token_path(t),
-                pid_path(t)
-            ),
-            format!("; rm -f {} {}", token_path(t), pid_path(t)),
-        ),
-        None => (String::new(), String::new()),
-    };
-    let apply = if token.is_some() {
-        apply("\"$c\"", "\"$r\"")
-    } else {
-        loop_all("\"$c\"", "\"$r\"")
-    };
+/// It reads `ID COLS ROWS` lines from stdin, applies each to the PTY the
+/// prologue recorded under `token` (a missing record fails the request:
+/// never a loop over every PTY), and answers one line per request: `ok ID
+/// COLS ROWS` or `fail ID COLS ROWS` (`bad` for a malformed line, which the
+/// wrapper never sends). The id travels with the request so the answer
+/// names the push it completes. The values read are checked to be digits
+/// before use, so the script's only variable text is still numbers. On EOF
+/// (the wrapper closed the pipe) it removes the session's PTY record.
+pub fn channel(token: u64) -> String {
+    let record = format!(
+        "[ -n \"$f\" ] || f=$(cat {} 2>/dev/null); [ -n \"$g\" ] || g=$(cat {} 2>/dev/null); ",
+        token_path(token),
+        pid_path(token)
+    );
+    let cleanup = format!("; rm -f {} {}", token_path(token), pid_path(token));
+    let apply = apply("\"$c\"", "\"$r\"");
     // The answer goes out first: the late SIGWINCH delays the next request
     // a little, never this one's answer.
-    let late = if token.is_some() {
-        format!("{LATE_WINCH}; ")
-    } else {
-        String::new()
-    };
     format!(
         "f=; g=; while read -r i c r; do \
 case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
-{record}if {apply}; then echo \"ok $i $c $r\"; {late}else echo \"fail $i $c $r\"; fi; \
+{record}if {apply}; then echo \"ok $i $c $r\"; {LATE_WINCH}; else echo \"fail $i $c $r\"; fi; \
 done{cleanup}"
     )
 }
@@ -328,27 +317,72 @@ mod tests {
     fn prologue_exact_text() {
         assert_eq!(
             prologue(Size::new(120, 40), 42),
-            "stty cols 120 rows 40 2>/dev/null; tty >/tmp/.pty-resize-42 2>/dev/null; \
-echo $$ >/tmp/.pty-resize-42.pid 2>/dev/null; exec \"$@\""
+            format!(
+                "stty cols 120 rows 40 2>/dev/null; tty >/tmp/.pty-resize-42 2>/dev/null; \
+echo $$ >/tmp/.pty-resize-42.pid 2>/dev/null; {EXEC_CHECKED}"
+            )
         );
     }
 
+    /// Issue 16, bug 8: a missing guest program is named as the user typed
+    /// it, by pty-resize, not by a `sh` they never typed; exit 127. Run with
+    /// the host's `sh` (dash here; the guest's busybox ash has `command -v`).
     #[test]
-    fn push_without_token_is_the_seed_loop() {
+    fn a_missing_program_is_named_by_pty_resize_with_127() {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &prologue_quiet(Size::new(80, 24)), "sh"])
+            .args(["no-such-prog-pty-resize", "--x"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127), "{out:?}");
         assert_eq!(
-            push(Size::new(100, 30), None),
-            "ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols 100 rows 30 2>/dev/null && ok=1; done; [ -n \"$ok\" ]"
+            String::from_utf8_lossy(&out.stderr),
+            "pty-resize: no-such-prog-pty-resize: not found in the guest\n"
         );
+        // A program that exists runs with its arguments untouched.
+        let out = std::process::Command::new("sh")
+            .args(["-c", &prologue_quiet(Size::new(80, 24)), "sh"])
+            .args(["printf", "%s|", "a b", "--"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|--|");
+        assert!(prologue(Size::new(1, 1), 3).ends_with(EXEC_CHECKED));
+    }
+
+    /// Issue 16, bug 3: no script ever loops over every PTY of the guest
+    /// (other sessions' terminals); without this session's record a push fails.
+    #[test]
+    fn no_script_resizes_every_pty() {
+        let size = Size::new(100, 30);
+        for text in [
+            push(size, 7),
+            channel(9),
+            push_by_marker(size, "00000000deadbeef").unwrap(),
+            channel_by_marker("00000000deadbeef").unwrap(),
+            find_and_size(),
+        ] {
+            assert!(!text.contains("for p in /dev/pts"), "{text}");
+            assert!(!text.contains("/dev/pts/*"), "{text}");
+        }
+        let out = std::process::Command::new("sh")
+            .args(["-c", &push(size, 999_999_999_999_999)])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("PTY is unknown"));
     }
 
     #[test]
     fn push_with_token_targets_the_recorded_pty() {
         assert_eq!(
-            push(Size::new(100, 30), Some(7)),
+            push(Size::new(100, 30), 7),
             format!(
                 "f=$(cat /tmp/.pty-resize-7 2>/dev/null); g=$(cat /tmp/.pty-resize-7.pid 2>/dev/null); \
 case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols 100 rows 30;; \
-*) ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols 100 rows 30 2>/dev/null && ok=1; done; [ -n \"$ok\" ];; esac \
+*) {UNKNOWN_PTY};; esac \
 && {{ {LATE_WINCH}; true; }}"
             )
         );
@@ -357,19 +391,16 @@ case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols 100 rows 30;; \
     #[test]
     fn channel_exact_text() {
         assert_eq!(
-            channel(Some(9)),
+            channel(9),
             format!(
                 "f=; g=; while read -r i c r; do case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
 [ -n \"$f\" ] || f=$(cat /tmp/.pty-resize-9 2>/dev/null); [ -n \"$g\" ] || g=$(cat /tmp/.pty-resize-9.pid 2>/dev/null); \
 if case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols \"$c\" rows \"$r\";; \
-*) ok=; for p in /dev/pts/[0-9]*; do stty -F \"$p\" cols \"$c\" rows \"$r\" 2>/dev/null && ok=1; done; [ -n \"$ok\" ];; esac; \
+*) {UNKNOWN_PTY};; esac; \
 then echo \"ok $i $c $r\"; {LATE_WINCH}; else echo \"fail $i $c $r\"; fi; done; \
 rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
             )
         );
-        assert!(!channel(None).contains("/tmp/"));
-        assert!(!channel(None).contains("WINCH"), "no pid without a token");
-        assert!(channel(None).contains("stty -F \"$p\" cols \"$c\" rows \"$r\""));
     }
 
     /// Runs the scripts with the host's `sh` on a PTY the test creates, so the
@@ -406,7 +437,7 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
         std::fs::write(pid_path(token), format!("{}\n", command.id())).unwrap();
 
         let st = Command::new("sh")
-            .args(["-c", &push(Size::new(91, 27), Some(token))])
+            .args(["-c", &push(Size::new(91, 27), token)])
             .status()
             .unwrap();
         assert!(st.success());
@@ -422,7 +453,7 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
         assert_eq!(got.as_deref(), Some("w\n"), "one SIGWINCH after the push");
 
         let mut child = Command::new("sh")
-            .args(["-c", &channel(Some(token))])
+            .args(["-c", &channel(token)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -464,7 +495,7 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
         );
         assert_eq!(
             prologue_quiet(Size::new(120, 40)),
-            ": pty-resize-prologue; stty cols 120 rows 40 2>/dev/null; exec \"$@\""
+            format!(": pty-resize-prologue; stty cols 120 rows 40 2>/dev/null; {EXEC_CHECKED}")
         );
         assert!(!prologue_quiet(Size::new(1, 1)).contains("/tmp"));
     }

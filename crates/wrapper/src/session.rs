@@ -229,32 +229,40 @@ pub fn run(
                 poll: AGENT_POLL,
                 give_up: AGENT_GIVE_UP,
             });
-            (argv, prologue.is_ok(), Some((socket, marker)))
+            (argv, prologue.is_ok(), Some((Some(socket), marker)))
         }
         None => {
-            let (argv, prologue) = match launch::with_prologue(
-                &plan.argv,
-                &plan.exec,
-                plan.no_prologue,
-                initial,
-                token,
-            ) {
+            match launch::with_prologue(&plan.argv, &plan.exec, plan.no_prologue, initial, token) {
                 Ok(argv) => {
                     log.event(&LogEvent::Prologue {
                         applied: initial.map(|s| (s, Some(token))),
                         reason: None,
                     });
-                    (argv, true)
+                    (argv, true, None)
                 }
                 Err(reason) => {
                     log.event(&LogEvent::Prologue {
                         applied: None,
                         reason: Some(reason),
                     });
-                    (plan.argv.clone(), false)
+                    // No record of this session's PTY: a CLI push finds the
+                    // session by its marker instead (never by resizing every
+                    // PTY of the guest: issue 16, bug 3).
+                    match (mode, plan.exec.separator) {
+                        (Some(_), Some(sep)) => {
+                            let marker = launch::make_marker();
+                            let argv = crate::smolvm_argv::with_env(
+                                &plan.argv,
+                                sep,
+                                crate::script::MARKER_VAR,
+                                &marker,
+                            );
+                            (argv, false, Some((None, marker)))
+                        }
+                        _ => (plan.argv.clone(), false, None),
+                    }
                 }
-            };
-            (argv, prologue, None)
+            }
         }
     };
     let mut child = launch::spawn_child(&plan.main_path, &argv).map_err(|e| {
@@ -292,6 +300,7 @@ pub fn run(
         transport: mode.map_or("native", Mode::as_str),
     });
     let (socket, marker) = agent.unzip();
+    let socket = socket.flatten();
     let pusher = mode.map(|mode| {
         let target = Target {
             program: plan.side_path.clone(),

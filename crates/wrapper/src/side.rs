@@ -111,6 +111,12 @@ fn output_pipes(child: &mut Child) -> (Vec<OwnedFd>, Option<std::fs::File>, Opti
     (pipes, stdout, stderr)
 }
 
+/// Why a side channel is refused when the session's PTY is unknown (no
+/// prologue record and no marker): the only script left would loop over
+/// every PTY of the guest, other sessions' included (issue 16, bug 3).
+pub const UNKNOWN_PTY: &str =
+    "this session's PTY is unknown (no prologue record, no marker): never pushed to every PTY";
+
 /// One exec per push, in flight.
 #[derive(Debug)]
 pub struct ExecPush {
@@ -131,8 +137,10 @@ impl ExecPush {
         // After a fall-back from the agent transport the prologue recorded
         // nothing: the session is found by its marker instead.
         let text = match (token, marker.and_then(|m| script::push_by_marker(size, m))) {
+            (Some(t), _) => script::push(size, t),
             (None, Some(by_marker)) => by_marker,
-            _ => script::push(size, token),
+            // Never the seeds' loop over every PTY: other sessions' too.
+            (None, None) => return Err(std::io::Error::other(UNKNOWN_PTY)),
         };
         let mut child: Child = side_command(program, machine, false, &text)
             .stdin(Stdio::null())
@@ -202,8 +210,9 @@ impl Channel {
         tx: Sender<Event>,
     ) -> std::io::Result<Self> {
         let text = match (token, marker.and_then(script::channel_by_marker)) {
+            (Some(t), _) => script::channel(t),
             (None, Some(by_marker)) => by_marker,
-            _ => script::channel(token),
+            (None, None) => return Err(std::io::Error::other(UNKNOWN_PTY)),
         };
         let mut child = side_command(program, machine, true, &text)
             .stdin(Stdio::piped())

@@ -16,6 +16,10 @@ pub struct ExecArgv {
     pub name: Option<String>,
     /// Index of the `--` that separates smolvm's options from the guest command.
     pub separator: Option<usize>,
+    /// Index of the guest command's first word when it follows smolvm's
+    /// options without a `--` (`exec -t top`, which smolvm accepts); see
+    /// [`with_separator`].
+    pub bare_command: Option<usize>,
 }
 
 impl ExecArgv {
@@ -50,6 +54,7 @@ pub fn parse(argv: &[String]) -> Option<ExecArgv> {
         tty: false,
         name: None,
         separator: None,
+        bare_command: None,
     };
     while i < argv.len() {
         let arg = argv[i].as_str();
@@ -94,13 +99,29 @@ pub fn parse(argv: &[String]) -> Option<ExecArgv> {
             }
         } else {
             // A bare word before any `--`: the command starts here without a
-            // separator. We do not know smolvm's exact rules for that form, so
-            // we leave it alone (no prologue).
+            // separator (smolvm's clap takes the rest as the command, flags
+            // included). Every value-taking option of `machine exec` has
+            // consumed its value above, so this is the command, not a value.
+            out.bare_command = Some(i);
             break;
         }
         i += 1;
     }
     Some(out)
+}
+
+/// `argv` with a `--` inserted before a command given without one (`exec
+/// -t top` → `exec -t -- top`: the same to smolvm), so the prologue and the
+/// marker apply to that form too; `argv` unchanged otherwise.
+pub fn with_separator(argv: &[String]) -> Vec<String> {
+    match parse(argv).and_then(|e| e.bare_command) {
+        Some(at) => {
+            let mut out = argv.to_vec();
+            out.insert(at, "--".into());
+            out
+        }
+        None => argv.to_vec(),
+    }
 }
 
 /// Rewrites `argv` so the guest runs `sh -c <prologue> sh CMD…` instead of
@@ -208,6 +229,31 @@ mod tests {
         let argv = v("smolvm machine exec -t top -t");
         let p = parse(&argv).unwrap();
         assert_eq!(p.separator, None);
+        assert_eq!(p.bare_command, Some(4));
+    }
+
+    #[test]
+    fn a_command_without_a_separator_gets_one() {
+        let argv = v("smolvm machine exec --name m -e A=1 -t top -t --x");
+        let out = with_separator(&argv);
+        assert_eq!(
+            out,
+            v("smolvm machine exec --name m -e A=1 -t -- top -t --x")
+        );
+        let p = parse(&out).unwrap();
+        assert!(p.tty);
+        assert_eq!(p.separator, Some(8));
+        assert!(p.has_command(&out));
+        assert_eq!(p.bare_command, None);
+        // With a `--` already, or not an exec: unchanged.
+        for s in [
+            "smolvm machine exec -t -- top",
+            "smolvm machine ls x",
+            "sudo smolvm machine exec -t top",
+            "smolvm machine exec -t",
+        ] {
+            assert_eq!(with_separator(&v(s)), v(s), "{s}");
+        }
     }
 
     #[test]

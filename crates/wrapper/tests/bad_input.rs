@@ -8,9 +8,17 @@ fn run(args: &[&str]) -> Output {
 }
 
 /// Runs the wrapper with no terminal, bounded: bad input must never hang.
+/// Its default log goes to a folder of its own (never the user's).
 fn run_env(args: &[&str], log_env: Option<&str>) -> Output {
+    let state = tempfile::tempdir().unwrap();
+    run_in(args, log_env, state.path())
+}
+
+/// [`run_env`] with `XDG_STATE_HOME` (the default log's base) at `state`.
+fn run_in(args: &[&str], log_env: Option<&str>, state: &std::path::Path) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pty-resize"));
     cmd.args(args)
+        .env("XDG_STATE_HOME", state)
         .env_remove("PTY_RESIZE_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -101,6 +109,33 @@ fn an_empty_pty_resize_log_is_no_log() {
     assert_eq!(recs[1].get("reason"), Some("not-a-tty"));
 }
 
+/// Issue 16: without --log or PTY_RESIZE_LOG the log has a default place,
+/// `$XDG_STATE_HOME/pty-resize/pty-resize.log`; `--no-log` and an empty
+/// PTY_RESIZE_LOG turn it off.
+#[test]
+fn the_log_has_a_default_place_and_can_be_turned_off() {
+    let state = tempfile::tempdir().unwrap();
+    let log = state.path().join("pty-resize/pty-resize.log");
+    let out = run_in(&["--", "sh", "-c", "exit 3"], None, state.path());
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let recs = pty_resize::log::read(&log).unwrap();
+    let names: Vec<_> = recs.iter().map(|r| r.event.as_str()).collect();
+    assert_eq!(names, ["open", "passthrough"]);
+    std::fs::remove_file(&log).unwrap();
+    let out = run_in(&["--no-log", "--", "true"], None, state.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run_in(&["--", "true"], Some(""), state.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!log.exists(), "no log when it is turned off");
+    // A default place that cannot be used costs the log, not the session.
+    let file = state.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = run_in(&["--", "sh", "-c", "exit 4"], None, &file);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+}
+
 #[test]
 fn unusable_logs_fail_at_once_with_one_line_exit_1() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,7 +173,7 @@ fn usage_errors_exit_2_with_one_line() {
     assert_one_line_error(
         &run(&[]),
         2,
-        "pty-resize: error: the following required arguments were not provided: <MACHINE>, <SMOLVM ARGV>...",
+        "pty-resize: error: the following required arguments were not provided: <SMOLVM ARGV>...",
     );
     assert_one_line_error(&run(&["m"]), 2, "pty-resize: error:");
     assert_one_line_error(&run(&["m", "smolvm", "machine"]), 2, "pty-resize: error:");
@@ -149,6 +184,11 @@ fn usage_errors_exit_2_with_one_line() {
     );
     assert_one_line_error(
         &run(&["", "--", "true"]),
+        2,
+        "pty-resize: error: the machine name is empty",
+    );
+    assert_one_line_error(
+        &run(&["--", "smolvm", "machine", "exec", "--name", "", "-t"]),
         2,
         "pty-resize: error: the machine name is empty",
     );
@@ -218,7 +258,11 @@ fn help_documents_every_option_and_exit_code() {
         "--no-prologue",
         "--force-bridge",
         "--log",
+        "--no-log",
         "PTY_RESIZE_LOG",
+        "XDG_STATE_HOME",
+        "[MACHINE]",
+        "doctor",
         "[default: agent]",
         "PTY_RESIZE_AGENT_SOCKET",
         "agent-fallback",
@@ -230,6 +274,31 @@ fn help_documents_every_option_and_exit_code() {
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
+}
+
+#[test]
+fn one_name_the_machine_may_be_left_out() {
+    // No MACHINE: the command's --name (here passthrough: no terminal).
+    let out = run(&["--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let out = run(&["doctor", "--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit codes:") && help.contains("--smolvm"),
+        "{help}"
+    );
+    assert!(
+        help.contains("Usage: pty-resize doctor [OPTIONS] [MACHINE]"),
+        "{help}"
+    );
+    let out = run(&["doctor", "--bogus"]);
+    assert_one_line_error(
+        &out,
+        2,
+        "pty-resize: error: doctor: unexpected argument '--bogus' found (try",
+    );
 }
 
 #[test]
@@ -246,7 +315,8 @@ fn closed_standard_fds_are_handled() {
     let marker = dir.path().join("ran");
     let script = format!("echo ok > {}; exit 6", marker.display());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pty-resize"));
-    cmd.args(["m", "--", "sh", "-c", &script]);
+    cmd.args(["m", "--", "sh", "-c", &script])
+        .env("XDG_STATE_HOME", dir.path());
     // SAFETY: close is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

@@ -53,7 +53,10 @@ fn a_session_never_resized_starts_no_side_channel_and_ready_waits_the_settle_mar
     assert_eq!(ready.get("via"), Some("raw+settle"));
     assert_eq!(started.get("via"), Some("raw"));
     assert!(ready.t_ms - started.t_ms >= 500.0, "{ready:?} {started:?}");
-    assert_eq!(step(dir.path(), "main-start").rest, "prologue=100x30");
+    assert_eq!(
+        step(dir.path(), "main-start").rest,
+        "prologue=100x30 marker=0"
+    );
     // The main lock is released at readiness, not before.
     let unlock = run.first("unlock").expect("unlock");
     assert_eq!(unlock.get("for"), Some("main"));
@@ -85,7 +88,7 @@ fn a_resize_at_raw_mode_is_pushed_after_ready_never_inside_the_window() {
         wait_for("a push of 90x25", dir.path(), || {
             steps(dir.path(), push_event)
                 .iter()
-                .any(|s| s.rest == "size=90x25")
+                .any(|s| s.rest.split(' ').next() == Some("size=90x25"))
         });
         let push = run.first("push").unwrap();
         assert_eq!(push.get("size"), Some("90x25"));
@@ -106,7 +109,7 @@ fn a_resize_at_raw_mode_is_pushed_after_ready_never_inside_the_window() {
         wait_for("a push of 60x20", dir.path(), || {
             steps(dir.path(), push_event)
                 .iter()
-                .any(|s| s.rest == "size=60x20")
+                .any(|s| s.rest.split(' ').next() == Some("size=60x20"))
         });
         assert_eq!(quit(&mut run, &pty), 0, "{mode}");
         assert_no_side_in_window(dir.path());
@@ -552,7 +555,9 @@ fn sizes_no_terminal_has_are_rejected_not_pushed() {
         run.first("prologue").unwrap().get("reason"),
         Some("no-size")
     );
-    assert_eq!(step(dir.path(), "main-start").rest, "prologue=none");
+    assert!(step(dir.path(), "main-start")
+        .rest
+        .starts_with("prologue=none "));
     run.wait_event("ready");
     pty.resize(80, 9000);
     wait_for("the second size record", dir.path(), || {
@@ -562,7 +567,7 @@ fn sizes_no_terminal_has_are_rejected_not_pushed() {
     wait_for("a push of 80x24", dir.path(), || {
         steps(dir.path(), "channel-push")
             .iter()
-            .any(|s| s.rest == "size=80x24")
+            .any(|s| s.rest.split(' ').next() == Some("size=80x24"))
     });
     assert_eq!(quit(&mut run, &pty), 0);
     let pushed: Vec<_> = run
@@ -595,8 +600,199 @@ fn already_raw_at_start_waits_for_the_later_of_the_timer_and_nonblock_plus_settl
     wait_for("a push of 90x25", dir.path(), || {
         steps(dir.path(), "channel-push")
             .iter()
-            .any(|s| s.rest == "size=90x25")
+            .any(|s| s.rest.split(' ').next() == Some("size=90x25"))
     });
     assert_eq!(quit(&mut run, &pty), 0);
     assert_no_side_in_window(dir.path());
+}
+
+/// Issue 16, "one name": without MACHINE the machine is the command's
+/// `--name`; the lock and the pushes use it.
+#[test]
+fn one_name_without_machine_the_commands_name_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "bottle")
+        .without_machine()
+        .opts(&["--mode", "exec"])
+        .spawn(&pty);
+    let lock = run.wait_event("lock");
+    assert!(
+        lock.get("path").unwrap().contains("/machine-bottle-"),
+        "{lock:?}"
+    );
+    assert!(step(dir.path(), "main-start")
+        .rest
+        .starts_with("prologue=100x30"));
+    run.wait_event("ready");
+    pty.resize(90, 25);
+    wait_for("a push of 90x25", dir.path(), || {
+        steps(dir.path(), "exec-push")
+            .iter()
+            .any(|s| s.rest.split(' ').next() == Some("size=90x25"))
+    });
+    assert_eq!(quit(&mut run, &pty), 0);
+}
+
+/// Issue 16, bug 3: `-t CMD` without `--` (smolvm accepts it) gets the
+/// prologue too, so its pushes target its own recorded PTY.
+#[test]
+fn the_t_cmd_form_without_a_separator_gets_the_prologue() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .opts(&["--mode", "exec"])
+        .exec_args(&["--name", "m", "-t", "guest", "arg"])
+        .spawn(&pty);
+    assert!(step(dir.path(), "main-start")
+        .rest
+        .starts_with("prologue=100x30"));
+    run.wait_event("ready");
+    pty.resize(90, 25);
+    let push = {
+        let mut found = None;
+        wait_for("a push", dir.path(), || {
+            found = steps(dir.path(), "exec-push").into_iter().next();
+            found.is_some()
+        });
+        found.unwrap()
+    };
+    assert_eq!(push.rest, "size=90x25 target=record");
+    assert_eq!(quit(&mut run, &pty), 0);
+}
+
+/// Issue 16, bug 3: with `--no-prologue` no PTY is recorded; a CLI push
+/// then finds the session by its marker, never by resizing every PTY of
+/// the guest (other sessions' terminals).
+#[test]
+fn without_a_prologue_cli_pushes_find_the_session_by_its_marker_never_every_pty() {
+    for mode in ["channel", "exec"] {
+        let dir = tempfile::tempdir().unwrap();
+        let pty = Pty::new(100, 30);
+        let mut run = Setup::new(dir.path(), "m")
+            .opts(&["--mode", mode, "--no-prologue"])
+            .spawn(&pty);
+        assert_eq!(
+            step(dir.path(), "main-start").rest,
+            "prologue=none marker=1",
+            "{mode}"
+        );
+        run.wait_event("ready");
+        pty.resize(90, 25);
+        let (start, push) = match mode {
+            "channel" => ("channel-start", "channel-push"),
+            _ => ("exec-start", "exec-push"),
+        };
+        wait_for("a push of 90x25", dir.path(), || {
+            steps(dir.path(), push)
+                .iter()
+                .any(|s| s.rest.split(' ').next() == Some("size=90x25"))
+        });
+        let targets: Vec<String> = steps(dir.path(), start)
+            .into_iter()
+            .chain(steps(dir.path(), push))
+            .filter_map(|s| {
+                s.rest
+                    .split(' ')
+                    .find(|w| w.starts_with("target="))
+                    .map(String::from)
+            })
+            .collect();
+        assert!(!targets.is_empty(), "{mode}");
+        assert!(
+            targets.iter().all(|t| t == "target=marker"),
+            "{mode}: {targets:?}\n{}",
+            kit::context(dir.path())
+        );
+        assert_eq!(quit(&mut run, &pty), 0, "{mode}");
+    }
+}
+
+/// Issue 16, "never silent": a terminal session that will not be bridged
+/// (here: no `-t`) says so in one line on stderr before the command runs,
+/// then runs as is.
+#[test]
+fn a_terminal_session_that_is_not_bridged_says_so_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .exec_args(&["--name", "m", "--", "guest"])
+        .spawn(&pty);
+    run.wait_output(
+        "pty-resize: not bridging (runs as is, resizes will not reach the guest): no -t/--tty",
+    );
+    assert_eq!(run.wait_exit().code(), Some(0));
+    assert_eq!(
+        run.first("passthrough").unwrap().get("reason"),
+        Some("no-tty-exec")
+    );
+    assert_eq!(steps(dir.path(), "exec-start").len(), 1, "the command ran");
+}
+
+/// Issue 16, bug 9: smolvm kills the channel when the session's command
+/// ends (137 on 0.8.0); that is the channel's normal end, logged as
+/// `channel-closed reason=session-ended`, never as `channel-dead`.
+#[test]
+fn a_channel_ended_by_the_sessions_end_is_closed_not_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .opts(&["--mode", "channel"])
+        .env("STUB_KILL_CHANNEL", 1)
+        .spawn(&pty);
+    run.wait_event("ready");
+    pty.resize(90, 25);
+    run.wait_event("channel-running");
+    assert_eq!(quit(&mut run, &pty), 0);
+    step(dir.path(), "channel-killed");
+    let closed = run.first("channel-closed").expect("channel-closed");
+    assert_eq!(closed.get("reason"), Some("session-ended"));
+    assert_eq!(run.count("channel-dead"), 0, "{}", kit::context(dir.path()));
+}
+
+/// Issue 16, bug 9, the other side: a channel that dies while the session
+/// goes on is still `channel-dead reason=eof`, and pushes fall back to exec.
+#[test]
+fn a_channel_that_dies_mid_session_is_still_dead_and_exec_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .opts(&["--mode", "channel"])
+        .env("STUB_CHANNEL_DIES", 1)
+        .spawn(&pty);
+    run.wait_event("ready");
+    pty.resize(90, 25);
+    let dead = run.wait_event("channel-dead");
+    assert_eq!(dead.get("reason"), Some("eof"));
+    pty.resize(70, 20);
+    wait_for("an exec push of 70x20", dir.path(), || {
+        steps(dir.path(), "exec-push")
+            .iter()
+            .any(|s| s.rest.split(' ').next() == Some("size=70x20"))
+    });
+    assert_eq!(quit(&mut run, &pty), 0);
+    assert_eq!(run.count("channel-closed"), 0);
+}
+
+/// Issue 16, "never silent": `env X=1 smolvm machine exec -t …` is not
+/// looked through; the one line says so and how to wrap it, then the
+/// command runs as is (its own `-t` session, no bridge).
+#[test]
+fn a_command_behind_env_is_not_bridged_and_says_how_to_wrap_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::new(100, 30);
+    let mut run = Setup::new(dir.path(), "m")
+        .without_machine()
+        .prefix(&["env", "X=1"])
+        .spawn(&pty);
+    run.wait_output("the command starts with `env X=1`, not smolvm: put that before pty-resize");
+    // Raw mode flushes what was typed before: type once it reads.
+    step(dir.path(), "main-running");
+    pty.type_in(b"q");
+    assert_eq!(run.wait_exit().code(), Some(0));
+    assert_eq!(
+        run.first("passthrough").unwrap().get("reason"),
+        Some("no-tty-exec")
+    );
+    assert_eq!(run.count("start"), 0, "no bridge");
 }

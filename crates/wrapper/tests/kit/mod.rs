@@ -100,6 +100,12 @@ pub struct Setup<'a> {
     pub ctty: bool,
     /// Log file name in `dir`.
     pub log_name: &'a str,
+    /// What follows `<stub> machine exec` (default: `--name MACHINE -t -- guest arg`).
+    pub exec_args: Option<Vec<String>>,
+    /// Whether MACHINE is given before `--` (default: yes).
+    pub given_machine: bool,
+    /// Words before the stub after `--` (`env X=1`, `sudo`).
+    pub prefix: Vec<String>,
 }
 
 impl<'a> Setup<'a> {
@@ -112,7 +118,28 @@ impl<'a> Setup<'a> {
             env: Vec::new(),
             ctty: true,
             log_name: "wrapper.log",
+            exec_args: None,
+            given_machine: true,
+            prefix: Vec::new(),
         }
+    }
+
+    /// Puts `words` before the stub (`pty-resize -- env X=1 stub machine exec …`).
+    pub fn prefix(mut self, words: &[&str]) -> Self {
+        self.prefix = words.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Replaces what follows `<stub> machine exec`.
+    pub fn exec_args(mut self, a: &[&str]) -> Self {
+        self.exec_args = Some(a.iter().map(|s| s.to_string()).collect());
+        self
+    }
+
+    /// Leaves MACHINE out (`pty-resize -- smolvm machine exec --name M …`).
+    pub fn without_machine(mut self) -> Self {
+        self.given_machine = false;
+        self
     }
 
     /// Adds options.
@@ -127,24 +154,25 @@ impl<'a> Setup<'a> {
         self
     }
 
-    /// Starts `pty-resize OPTS MACHINE -- stub machine exec --name MACHINE -t -- guest` on `pty`.
+    /// Starts `pty-resize OPTS MACHINE -- stub machine exec --name MACHINE -t -- guest arg`
+    /// (or the exec arguments given) on `pty`.
     pub fn spawn(self, pty: &Pty) -> Run {
         let stub = stub_path();
         let log = self.dir.join(self.log_name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pty-resize"));
+        let exec_args = self.exec_args.clone().unwrap_or_else(|| {
+            ["--name", self.machine, "-t", "--", "guest", "arg"]
+                .map(String::from)
+                .to_vec()
+        });
         cmd.args(&self.opts)
-            .args(["--log", log.to_str().unwrap(), self.machine, "--"])
+            .args(["--log", log.to_str().unwrap()])
+            .args(self.given_machine.then_some(self.machine))
+            .arg("--")
+            .args(&self.prefix)
             .arg(&stub)
-            .args([
-                "machine",
-                "exec",
-                "--name",
-                self.machine,
-                "-t",
-                "--",
-                "guest",
-                "arg",
-            ])
+            .args(["machine", "exec"])
+            .args(&exec_args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("STUB_DIR", self.dir)

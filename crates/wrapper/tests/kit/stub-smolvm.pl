@@ -13,6 +13,11 @@
 #   machine exec -i -- sh -c  the channel: bring-up ($STUB_SIDE_MS), then "ID C R" lines
 #                             answered "ok ID C R"; $STUB_SIDE_HANG=1 ignores EOF.
 #   machine exec -- sh -c     one push: bring-up ($STUB_SIDE_MS), journals the size.
+# Side channels and pushes journal how their script finds the session's PTY
+# (target=record|marker|every-pty|none). With $STUB_KILL_CHANNEL=1 the main
+# exec SIGKILLs the channel as it exits, as smolvm 0.8.0 kills every exec of
+# the container when the main command ends. With $STUB_CHANNEL_DIES=1 the
+# channel exits 1 after its first answer (a channel that dies mid-session).
 use strict;
 use warnings;
 use POSIX qw(:termios_h);
@@ -37,15 +42,22 @@ if (@ARGV && $ARGV[0] eq '--version') {
 }
 my @a = @ARGV;
 splice(@a, 0, 2);    # machine exec
-my ($tty, $inter) = (0, 0);
+my ($tty, $inter, $marked) = (0, 0, 0);
 while (@a) {
     my $x = shift @a;
     last if $x eq '--';
     $tty = 1 if $x eq '-t';
     $inter = 1 if $x eq '-i';
+    $marked = 1 if $x =~ /^PTY_RESIZE_SESSION=[0-9a-f]{16}$/;
     shift @a if $x eq '--name';
 }
 my $script = join(' ', @a);
+sub target {
+    return 'every-pty' if $script =~ m{for \w+ in /dev/pts/};
+    return 'marker' if $script =~ /PTY_RESIZE_SESSION/;
+    return 'record' if $script =~ m{/tmp/\.pty-resize-\d+};
+    return 'none';
+}
 if ($tty) { main_exec() }
 elsif ($inter) { channel() }
 else { side_exec() }
@@ -53,7 +65,7 @@ else { side_exec() }
 sub main_exec {
     my $prologue = $script =~ /^sh -c stty cols (\d+) rows (\d+)/ ? "prologue=$1x$2" : "prologue=none";
     if (open(my $w, '>', "$dir/window")) { close $w }
-    journal('main-start', $prologue);
+    journal('main-start', $prologue, "marker=$marked");
     $SIG{WINCH} = sub { journal('winch') };
     ms($ENV{STUB_BRINGUP_MS} // 100);
     my $saved = POSIX::Termios->new;
@@ -77,12 +89,21 @@ sub main_exec {
     }
     $saved->setattr(0, TCSANOW);
     fcntl(STDIN, F_SETFL, $fl);
+    if ($ENV{STUB_KILL_CHANNEL} && open(my $p, '<', "$dir/channel.pid")) {
+        my $pid = <$p>;
+        chomp $pid;
+        kill 'KILL', $pid;
+        journal('channel-killed');
+        # smolvm's client exits a moment after its container's execs died.
+        ms(200);
+    }
     journal('main-exit');
     exit($ENV{STUB_EXIT} // 0);
 }
 
 sub channel {
-    journal('channel-start', inwindow());
+    journal('channel-start', inwindow(), 'target=' . target());
+    if (open(my $p, '>', "$dir/channel.pid")) { print $p "$$\n"; close $p }
     $| = 1;
     ms($ENV{STUB_SIDE_MS} // 50);
     journal('channel-running');
@@ -90,6 +111,7 @@ sub channel {
         my ($i, $c, $r) = split ' ', $line;
         journal('channel-push', "size=${c}x$r");
         print "ok $i $c $r\n";
+        if ($ENV{STUB_CHANNEL_DIES}) { journal('channel-dies'); exit 1 }
     }
     journal('channel-eof');
     sleep 60 if $ENV{STUB_SIDE_HANG};
@@ -99,7 +121,9 @@ sub channel {
 sub side_exec {
     journal('exec-start', inwindow());
     ms($ENV{STUB_SIDE_MS} // 50);
-    my $size = $script =~ /cols (\d+) rows (\d+)/ ? "size=$1x$2" : "size=none";
-    journal('exec-push', $size);
+    my $size = $script =~ /cols (\d+) rows (\d+)/ ? "size=$1x$2"
+        : $script =~ /^sh -c set -- [0-9a-f]{16} (\d+) (\d+);/ ? "size=$1x$2"
+        : "size=none";
+    journal('exec-push', $size, 'target=' . target());
     exit 0;
 }
