@@ -54,10 +54,9 @@ pub fn start_offsets(labs: &[&Lab], n: usize) -> Vec<StartOffsets> {
             while launch.term.try_exit().is_none() && Instant::now() < end {
                 std::thread::sleep(Duration::from_millis(2));
             }
-            let (launch_ms, log) = (launch.launch_ms, launch.log.clone());
+            let launch_ms = launch.launch_ms;
             drop(launch);
             lab.quiesce();
-            lab.clean_prologue_file(log.as_deref());
             let offset =
                 main_exec(&lab.records_since(launch_ms)).map(|r| arrival_ms(r) - launch_ms);
             if offset.is_none() {

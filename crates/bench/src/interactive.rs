@@ -138,10 +138,8 @@ pub fn run(lab: &Lab, resizes: usize) -> Interactive {
     }
     let rss_kib = procs::peak_rss_kib(term.pid());
     quit(term, Duration::from_secs(5));
-    let log = launch.log.clone();
     drop(launch);
     lab.quiesce();
-    lab.clean_prologue_file(log.as_deref());
     Interactive {
         first_frame,
         frames_without_correct,

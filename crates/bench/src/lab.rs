@@ -104,8 +104,6 @@ pub struct Launch {
     pub term: Term,
     /// Monotonic ms just before the spawn.
     pub launch_ms: f64,
-    /// The wrapper's `--log`, for pty-resize variants.
-    pub log: Option<PathBuf>,
 }
 
 impl Lab {
@@ -200,6 +198,7 @@ impl Lab {
         guest: &[String],
         extra: &[(&str, &str)],
     ) -> Launch {
+        // The wrapper's log stays in the work folder, to look at by hand.
         let log = self
             .variant
             .is_wrapper()
@@ -211,11 +210,7 @@ impl Lab {
             .envs(extra.iter().copied());
         let launch_ms = monotonic_ms();
         let term = Term::spawn(size.0, size.1, cmd);
-        Launch {
-            term,
-            launch_ms,
-            log,
-        }
+        Launch { term, launch_ms }
     }
 
     /// Waits until the machine is idle (see [`procs::quiesce`]).
@@ -241,17 +236,6 @@ impl Lab {
             .filter(|r| started_since(r, since_ms))
             .collect()
     }
-
-    /// Removes the PTY record the wrapper's prologue left in the guest's
-    /// `/tmp` (the fake's guest shares the host's), named in the log.
-    pub fn clean_prologue_file(&self, log: Option<&Path>) {
-        let Some(records) = log.and_then(|l| pty_resize::log::read(l).ok()) else {
-            return;
-        };
-        if let Some(token) = prologue_token(&records) {
-            let _ = std::fs::remove_file(format!("/tmp/.pty-resize-{token}"));
-        }
-    }
 }
 
 /// The resolution of `ExecRecord::start_ms`: the client's start time comes
@@ -270,14 +254,6 @@ pub fn started_since(r: &ExecRecord, since_ms: f64) -> bool {
 /// precise monotonic time, unlike `start_ms`), falling back to `start_ms`.
 pub fn arrival_ms(r: &ExecRecord) -> f64 {
     r.bringup_start_ms.unwrap_or(r.start_ms)
-}
-
-/// The `token` of the wrapper log's `prologue` event.
-pub fn prologue_token(log: &[pty_resize::log::Record]) -> Option<u64> {
-    log.iter()
-        .filter(|r| r.event == "prologue")
-        .find_map(|r| r.get("token"))
-        .and_then(|t| t.parse().ok())
 }
 
 /// The main exec of a session: the one with a terminal. Unlike
@@ -315,19 +291,6 @@ mod tests {
             end_ms: end,
             ..ExecRecord::default()
         }
-    }
-
-    fn parse(text: &str) -> Vec<pty_resize::log::Record> {
-        text.lines()
-            .filter_map(pty_resize::log::parse_line)
-            .collect()
-    }
-
-    #[test]
-    fn prologue_token_is_read_from_the_log() {
-        let log = "t_ms=0.1 event=start readiness=raw\nt_ms=0.2 event=prologue applied=true size=100x30 token=4242\n";
-        assert_eq!(prologue_token(&parse(log)), Some(4242));
-        assert_eq!(prologue_token(&parse("t_ms=0.1 event=start\n")), None);
     }
 
     #[test]

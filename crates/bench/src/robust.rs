@@ -122,7 +122,6 @@ pub fn tmux_launch(lab: &Lab, out: &mut Robust) {
     }
     drop(tmux);
     lab.quiesce();
-    lab.clean_prologue_file(log.as_deref());
     let drew = !frames::read(&record).is_empty();
     let records = lab.records_since(launch_ms);
     out.add(verdict(main_exec_of(&records, &record), drew));

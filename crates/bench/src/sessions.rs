@@ -25,7 +25,6 @@ pub fn short(lab: &Lab, n: usize) -> Robust {
     let since = monotonic_ms();
     let guest = vec!["true".to_string()];
     let mut exits = Vec::with_capacity(n);
-    let mut logs = Vec::with_capacity(n);
     for _ in 0..n {
         let mut launch = lab.launch(HOST, &guest);
         let end = Instant::now() + Duration::from_secs(15);
@@ -39,12 +38,8 @@ pub fn short(lab: &Lab, n: usize) -> Robust {
             std::thread::sleep(Duration::from_millis(2));
         };
         exits.push(exit);
-        logs.push(launch.log.clone());
     }
     lab.quiesce();
-    for log in &logs {
-        lab.clean_prologue_file(log.as_deref());
-    }
     let mut mains: Vec<ExecRecord> = lab
         .records_since(since)
         .into_iter()
@@ -117,13 +112,9 @@ pub fn neighbours(lab: &Lab, n: usize, out: &mut Robust) {
     for (_, launch) in sessions.iter_mut().rev() {
         quit(&mut launch.term, Duration::from_secs(5));
     }
-    let logs: Vec<_> = sessions.iter().map(|(_, l)| l.log.clone()).collect();
     let records: Vec<_> = sessions.iter().map(|(r, _)| r.clone()).collect();
     drop(sessions);
     lab.quiesce();
-    for log in &logs {
-        lab.clean_prologue_file(log.as_deref());
-    }
     let execs = lab.records_since(since);
     for (record, reached) in records.iter().zip(reached) {
         let drew = !frames::read(record).is_empty();

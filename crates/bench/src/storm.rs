@@ -74,10 +74,9 @@ pub fn run(lab: &Lab, resizes: usize) -> Option<Storm> {
     }
     let settled = wait_frame(&record, FINAL, last_ms, Duration::from_secs(10), term);
     quit(term, Duration::from_secs(10));
-    let (launch_ms, log) = (launch.launch_ms, launch.log.clone());
+    let launch_ms = launch.launch_ms;
     drop(launch);
     lab.quiesce();
-    lab.clean_prologue_file(log.as_deref());
     let records = lab.records_since(launch_ms);
     // Side channels are execs into the machine (containers); the agent
     // transport's VM-level `vm_exec`s are counted apart.

@@ -82,10 +82,9 @@ pub fn launch(lab: &Lab, out: &mut Window) {
         term,
     );
     quit(term, Duration::from_secs(5));
-    let (launch_ms, log) = (launch.launch_ms, launch.log.clone());
+    let launch_ms = launch.launch_ms;
     drop(launch);
     lab.quiesce();
-    lab.clean_prologue_file(log.as_deref());
     let drew = !frames::read(&record).is_empty();
     let records = lab.records_since(launch_ms);
     let main = main_exec_of(&records, &record);

@@ -368,26 +368,8 @@ fn command_from(argv: &[String], env: Vec<(String, String)>) -> Command {
     cmd
 }
 
-/// The session tokens a wrapper log's `prologue … token=N` lines name.
-fn prologue_tokens(log: &str) -> Vec<u64> {
-    log.lines()
-        .filter(|l| l.contains("event=prologue "))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|kv| kv.strip_prefix("token="))
-                .and_then(|t| t.parse().ok())
-        })
-        .collect()
-}
-
 impl Drop for Machine {
     fn drop(&mut self) {
-        // The prologue records the session's guest PTY in the host's /tmp
-        // (the fake's guest shares it); exec mode leaves the record behind.
-        for token in prologue_tokens(&self.wrapper_log()) {
-            let _ = std::fs::remove_file(format!("/tmp/.pty-resize-{token}"));
-            let _ = std::fs::remove_file(format!("/tmp/.pty-resize-{token}.pid"));
-        }
         if !self.running {
             return;
         }
@@ -420,18 +402,5 @@ impl Drop for Machine {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prologue_tokens_are_read_from_the_wrapper_log() {
-        let log = "t_ms=0.1 event=start size=100x30\n\
-                   t_ms=0.2 event=prologue size=100x30 token=123456\n\
-                   t_ms=0.3 event=prologue applied=false reason=disabled\n";
-        assert_eq!(prologue_tokens(log), [123456]);
     }
 }

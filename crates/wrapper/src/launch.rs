@@ -166,30 +166,11 @@ pub fn lock_path(machine: &str) -> Option<PathBuf> {
     lock::dir().map(|d| d.join(lock::file_name(machine)))
 }
 
-/// The argv with the sizing prologue, or why not.
-pub fn with_prologue(
-    argv: &[String],
-    exec: &ExecArgv,
-    disabled: bool,
-    size: Option<Size>,
-    token: u64,
-) -> Result<Vec<String>, &'static str> {
-    match (disabled, exec.separator, size) {
-        (true, _, _) => Err("disabled"),
-        (false, _, None) => Err("no-size"),
-        (false, Some(sep), Some(size)) if exec.has_command(argv) => Ok(smolvm_argv::with_prologue(
-            argv,
-            sep,
-            &script::prologue(size, token),
-        )),
-        _ => Err("no-command"),
-    }
-}
-
-/// The argv for the agent transport: `-e PTY_RESIZE_SESSION=<marker>`
-/// before the `--`, and the quiet prologue (nothing written in the guest)
+/// The argv of a bridged session: `-e PTY_RESIZE_SESSION=<marker>` before
+/// the `--` (every push, at VM level or through a CLI exec, finds the
+/// session by it), and the sizing prologue (nothing written in the guest)
 /// unless it is disabled or impossible. `Err` when there is no `--` to put
-/// the marker before (the agent transport cannot find the session then).
+/// the marker before (no push can find the session then).
 pub fn with_marker(
     argv: &[String],
     exec: &ExecArgv,
@@ -206,7 +187,7 @@ pub fn with_marker(
         (true, _) => (marked, Err("disabled")),
         (false, None) => (marked, Err("no-size")),
         (false, Some(size)) if sep + 1 < marked.len() => (
-            smolvm_argv::with_prologue(&marked, sep, &script::prologue_quiet(size)),
+            smolvm_argv::with_prologue(&marked, sep, &script::prologue(size)),
             Ok(()),
         ),
         _ => (marked, Err("no-command")),
@@ -224,15 +205,6 @@ pub fn make_marker() -> String {
             .map_or(0, |d| d.as_nanos()),
     );
     format!("{:016x}", h.finish())
-}
-
-/// A session token: only digits, unique per wrapper process.
-pub fn make_token() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    // Keep it short enough to read in a log; collisions need the same pid too.
-    (h.finish() % 1_000_000_000) * 10_000_000 + u64::from(std::process::id()) % 10_000_000
 }
 
 /// Spawns the main exec. On Linux it gets `PR_SET_PDEATHSIG(SIGKILL)`, so a
@@ -272,28 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn prologue_decision() {
-        let argv = v("smolvm machine exec --name m -t -- top");
-        let exec = smolvm_argv::parse(&argv).unwrap();
-        let size = Some(Size::new(100, 30));
-        let got = with_prologue(&argv, &exec, false, size, 7).unwrap();
-        assert_eq!(&got[..7], &argv[..7]);
-        assert_eq!(
-            got[7..10],
-            ["sh", "-c", &script::prologue(Size::new(100, 30), 7)]
-        );
-        assert_eq!(with_prologue(&argv, &exec, true, size, 7), Err("disabled"));
-        assert_eq!(with_prologue(&argv, &exec, false, None, 7), Err("no-size"));
-        let bare = v("smolvm machine exec --name m -t");
-        let exec = smolvm_argv::parse(&bare).unwrap();
-        assert_eq!(
-            with_prologue(&bare, &exec, false, size, 7),
-            Err("no-command")
-        );
-    }
-
-    #[test]
-    fn the_marker_goes_before_the_separator_and_the_prologue_is_quiet() {
+    fn the_marker_goes_before_the_separator_and_the_prologue_writes_nothing() {
         let argv = v("smolvm machine exec --name m -t -- top");
         let exec = smolvm_argv::parse(&argv).unwrap();
         let size = Some(Size::new(100, 30));
@@ -308,7 +259,7 @@ mod tests {
             [
                 "sh",
                 "-c",
-                &script::prologue_quiet(Size::new(100, 30)),
+                &script::prologue(Size::new(100, 30)),
                 "sh",
                 "top"
             ]
@@ -328,15 +279,5 @@ mod tests {
         let m = make_marker();
         assert!(m.len() == 16 && script::valid_marker(&m), "{m}");
         assert_ne!(make_marker(), make_marker());
-    }
-
-    #[test]
-    fn tokens_are_numbers() {
-        let a = make_token();
-        assert!(script::token_path(a)
-            .trim_start_matches("/tmp/.pty-resize-")
-            .chars()
-            .all(|c| c.is_ascii_digit()));
-        assert_eq!(a % 10_000_000, u64::from(std::process::id()) % 10_000_000);
     }
 }

@@ -45,11 +45,11 @@ pub enum LogEvent {
         /// Why there is no valid size (`no-terminal`, `unsized`, `out-of-range-CxR`).
         invalid: Option<String>,
     },
-    /// `prologue applied=true size= token=` or `prologue applied=false reason=`
-    /// (no `token=` on the agent transport: nothing is recorded in the guest).
+    /// `prologue applied=true size=` or `prologue applied=false reason=`
+    /// (nothing is recorded in the guest: the session is found by its marker).
     Prologue {
-        /// The size and token, when applied.
-        applied: Option<(Size, Option<u64>)>,
+        /// The size, when applied.
+        applied: Option<Size>,
         /// Why not (`disabled`, `no-size`, `no-command`).
         reason: Option<&'static str>,
     },
@@ -357,9 +357,8 @@ impl LogEvent {
             }
             Self::Prologue { applied, reason } => {
                 f.push(("applied", applied.is_some().to_string()));
-                if let Some((size, token)) = applied {
+                if let Some(size) = applied {
                     f.push(("size", size.to_string()));
-                    f.extend(token.map(|t| ("token", t.to_string())));
                 }
                 f.extend(reason.map(|r| ("reason", s(r))));
             }

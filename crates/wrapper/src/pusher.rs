@@ -45,14 +45,13 @@ pub struct Target {
     pub program: PathBuf,
     /// The machine name (one argv element, never seen by a shell).
     pub machine: String,
-    /// The prologue's token, if it ran (pushes then target this session's PTY).
-    pub token: Option<u64>,
     /// The machine's lock file (`None`: uncoordinated).
     pub lock_path: Option<PathBuf>,
     /// How long a side bring-up left behind may take (the push timeout).
     pub handoff_deadline: Duration,
-    /// The session's marker (agent transport): a CLI push after a fall-back
-    /// finds the session by it, the prologue having recorded nothing.
+    /// The session's marker (`PTY_RESIZE_SESSION`): every push finds the
+    /// session by it. `None`: the session could not be marked, and no push
+    /// is ever sent (only this session's PTY may be resized).
     pub marker: Option<String>,
     /// The machine's agent socket (agent transport).
     pub socket: Option<PathBuf>,
@@ -124,7 +123,7 @@ impl Pusher {
         if self.mode == Mode::Agent {
             return self.agent_exec(id, Some(size));
         }
-        if self.target.token.is_none() && self.target.marker.is_none() {
+        if self.target.marker.is_none() {
             // No bring-up for a push that could only hit every PTY.
             return Some(PushReport::Done {
                 id,
@@ -228,13 +227,7 @@ impl Pusher {
                 outcome: Outcome::Failed("agent transport in a CLI start".into()),
             }),
             Mode::Channel => {
-                match Channel::open(
-                    &t.program,
-                    &t.machine,
-                    t.token,
-                    t.marker.as_deref(),
-                    self.tx.clone(),
-                ) {
+                match Channel::open(&t.program, &t.machine, t.marker.as_deref(), self.tx.clone()) {
                     Ok(mut channel) => {
                         log.event(&LogEvent::ChannelOpen { pid: channel.pid() });
                         // The request waits in the pipe until the loop runs.
@@ -269,7 +262,7 @@ impl Pusher {
                     &t.machine,
                     id,
                     size,
-                    (t.token, t.marker.as_deref()),
+                    t.marker.as_deref(),
                     self.tx.clone(),
                 ) {
                     Ok(p) => {

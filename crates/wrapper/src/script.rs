@@ -1,38 +1,15 @@
 //! The `sh -c` scripts that run in the guest (pure).
 //!
-//! Only numbers ever vary in these scripts: the size (cols, rows) and the
-//! session token. The machine name and anything from the environment are
-//! passed to smolvm as separate argv elements and never reach a shell.
+//! Only numbers and the session's marker (16 hex digits, checked) ever vary
+//! in these scripts: the size (cols, rows) and the marker. The machine name
+//! and anything from the environment are passed to smolvm as separate argv
+//! elements and never reach a shell. Nothing is ever written into the guest:
+//! every push finds the session by its marker (`-e PTY_RESIZE_SESSION=<id>`
+//! on the main exec), at VM level or from a container exec alike, so no
+//! record is left behind in a persistent overlay, and no script ever loops
+//! over `/dev/pts/*` (other sessions' terminals).
 
 use crate::size::Size;
-
-/// Where the prologue records this session's guest PTY path.
-pub fn token_path(token: u64) -> String {
-    format!("/tmp/.pty-resize-{token}")
-}
-
-/// Where the prologue records this session's command's pid (the prologue's
-/// own `$$`: it `exec`s the command).
-pub fn pid_path(token: u64) -> String {
-    format!("{}.pid", token_path(token))
-}
-
-/// The prologue the guest command is started through: it sizes its own PTY
-/// before the command draws its first frame, records which PTY it is (so later
-/// pushes resize only this session) and the command's pid, then `exec`s the
-/// command unchanged (so signals, exit codes and the process tree are the
-/// command's own).
-///
-/// Used as `sh -c <prologue> sh CMD…`.
-pub fn prologue(size: Size, token: u64) -> String {
-    format!(
-        "stty cols {c} rows {r} 2>/dev/null; tty >{path} 2>/dev/null; echo $$ >{pid} 2>/dev/null; {EXEC_CHECKED}",
-        c = size.cols,
-        r = size.rows,
-        path = token_path(token),
-        pid = pid_path(token),
-    )
-}
 
 /// How the prologues end: `exec` the command, after checking it exists, so
 /// a missing program reads `pty-resize: PROG: not found in the guest` (exit
@@ -67,11 +44,13 @@ const PAUSE: &str = "0.01";
 /// a push) from "the command runs".
 const PROLOGUE_MARK: &str = ": pty-resize-prologue";
 
-/// The prologue on the agent transport: it sizes the PTY for the first
-/// frame and `exec`s the command, and writes nothing into the guest (a
-/// persistent overlay would keep a file forever). Its first word lets
-/// [`find_and_size`] see it is still running.
-pub fn prologue_quiet(size: Size) -> String {
+/// The prologue the guest command is started through (`sh -c <prologue> sh
+/// CMD…`): it sizes the PTY for the first frame and `exec`s the command
+/// unchanged (signals, exit codes and the process tree stay the command's
+/// own), and writes nothing into the guest (a persistent overlay would keep
+/// a file forever). Its first word lets [`find_and_size`] see it is still
+/// running.
+pub fn prologue(size: Size) -> String {
     format!(
         "{PROLOGUE_MARK}; stty cols {c} rows {r} 2>/dev/null; {EXEC_CHECKED}",
         c = size.cols,
@@ -100,11 +79,16 @@ pub fn prologue_quiet(size: Size) -> String {
 /// match across the NULs of an environment.
 ///
 /// It looks up to [`SCANS`] times, [`PAUSE`] s apart, before it gives up.
-/// Exit 0: found (and, with a size, `stty -F /proc/<pid>/fd/0` applied it,
-/// then one late SIGWINCH to its group 0.1 s later, in the background and
-/// in a session of its own — an agent may kill what the command leaves in
-/// its group when it ends, as the fake does — for programs that took the
-/// first of `stty`'s two ioctls mid-redraw; see [`LATE_WINCH`]).
+/// Exit 0: found (and, with a size, `stty -F /proc/<pid>/fd/N` applied it,
+/// N the first of 0, 1, 2 that is a terminal — busybox `less` puts the file
+/// it shows on fd 0 — then one late SIGWINCH to its group 0.1 s later, in
+/// the background and in a session of its own — an agent may kill what the
+/// command leaves in its group when it ends, as the fake does. Why: `stty
+/// cols C rows R` is two `TIOCSWINSZ` calls; a program that redraws on the
+/// first may take the second mid-redraw and only act on it at its next
+/// input (less does), staying half-sized. The group of pid 1 (the session
+/// leader as seen from inside its container, on a CLI push) gets the signal
+/// on pid 1 alone: `kill -- -1` would signal every process.)
 /// [`NOT_YET`]: no such process, or it is still the prologue.
 /// [`STTY_FAILED`]: `stty` failed.
 ///
@@ -128,8 +112,9 @@ set -- ${{s##*\\)}}; pp=$2 se=$4 tt=$5;; esac; \
 case \"$h\" in *\" /proc/$pp/environ \"*) continue;; esac; \
 read -r a 2>/dev/null <\"$d/cmdline\"; case \"$a\" in *'{PROLOGUE_MARK}'*) break;; esac; \
 [ -z \"$c\" ] && exit 0; \
-stty -F \"$d/fd/0\" cols \"$c\" rows \"$r\" || exit {STTY_FAILED}; \
-setsid sh -c 'sleep 0.1; kill -s WINCH -- \"-$1\" || kill -s WINCH \"$1\"' sh \"$p\" </dev/null >/dev/null 2>&1 & \
+f=; for n in 0 1 2; do stty -F \"$d/fd/$n\" cols \"$c\" rows \"$r\" 2>/dev/null && f=$n && break; done; \
+[ -n \"$f\" ] || {{ echo \"pty-resize: no terminal on fd 0, 1 or 2 of $p\" >&2; exit {STTY_FAILED}; }}; \
+setsid sh -c 'sleep 0.1; case $1 in 1) kill -s WINCH 1;; *) kill -s WINCH -- \"-$1\" || kill -s WINCH \"$1\";; esac' sh \"$p\" </dev/null >/dev/null 2>&1 & \
 exit 0; \
 done; \
 k=$((k+1)); [ \"$k\" -lt {SCANS} ] || exit {NOT_YET}; sleep {PAUSE}; \
@@ -193,73 +178,6 @@ pub fn valid_marker(marker: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// One more SIGWINCH to the session command's process group (pid in `$g`,
-/// digits only), a moment after a push. Why: `stty cols C rows R` is two
-/// `TIOCSWINSZ` calls; a program that redraws on the first (new cols, old
-/// rows) may take the second while still drawing and only act on it at its
-/// next input (less does), staying half-sized. A signal that comes once it
-/// is idle again makes it read the final size.
-const LATE_WINCH: &str = "case \"$g\" in ''|*[!0-9]*) ;; *) sleep 0.1 2>/dev/null; \
-kill -s WINCH -- \"-$g\" 2>/dev/null || kill -s WINCH \"$g\" 2>/dev/null;; esac";
-
-/// What a push does when this session's PTY is not known (no record from
-/// the prologue): it fails, saying why. It never falls back to the seeds'
-/// loop over `/dev/pts/*`, which would resize every other session's
-/// terminal too (and make their wrappers skip their own size as unchanged).
-const UNKNOWN_PTY: &str =
-    "echo 'pty-resize: this session'\\''s PTY is unknown (no record); nothing resized' >&2; false";
-
-/// Resizes the recorded PTY in `$f` if it looks like one; fails otherwise.
-fn apply(cols: &str, rows: &str) -> String {
-    format!(
-        "case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols {cols} rows {rows};; *) {UNKNOWN_PTY};; esac"
-    )
-}
-
-/// The script of a one-shot side-channel push (`machine exec -- sh -c <script>`).
-///
-/// It targets the PTY the prologue recorded under `token` (then sends the
-/// late SIGWINCH), and fails if the record is missing: only the session's
-/// own PTY is ever resized. (Without a record the session is found by its
-/// marker instead: [`push_by_marker`].)
-pub fn push(size: Size, token: u64) -> String {
-    let (c, r) = (size.cols.to_string(), size.rows.to_string());
-    format!(
-        "f=$(cat {path} 2>/dev/null); g=$(cat {pid} 2>/dev/null); {apply} && {{ {LATE_WINCH}; true; }}",
-        path = token_path(token),
-        pid = pid_path(token),
-        apply = apply(&c, &r)
-    )
-}
-
-/// The script of the persistent resize channel (`machine exec -i -- sh -c <script>`).
-///
-/// It reads `ID COLS ROWS` lines from stdin, applies each to the PTY the
-/// prologue recorded under `token` (a missing record fails the request:
-/// never a loop over every PTY), and answers one line per request: `ok ID
-/// COLS ROWS` or `fail ID COLS ROWS` (`bad` for a malformed line, which the
-/// wrapper never sends). The id travels with the request so the answer
-/// names the push it completes. The values read are checked to be digits
-/// before use, so the script's only variable text is still numbers. On EOF
-/// (the wrapper closed the pipe) it removes the session's PTY record.
-pub fn channel(token: u64) -> String {
-    let record = format!(
-        "[ -n \"$f\" ] || f=$(cat {} 2>/dev/null); [ -n \"$g\" ] || g=$(cat {} 2>/dev/null); ",
-        token_path(token),
-        pid_path(token)
-    );
-    let cleanup = format!("; rm -f {} {}", token_path(token), pid_path(token));
-    let apply = apply("\"$c\"", "\"$r\"");
-    // The answer goes out first: the late SIGWINCH delays the next request
-    // a little, never this one's answer.
-    format!(
-        "f=; g=; while read -r i c r; do \
-case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
-{record}if {apply}; then echo \"ok $i $c $r\"; {LATE_WINCH}; else echo \"fail $i $c $r\"; fi; \
-done{cleanup}"
-    )
-}
-
 /// One request line of the channel protocol.
 pub fn request(id: u64, size: Size) -> String {
     format!("{id} {} {}\n", size.cols, size.rows)
@@ -313,24 +231,13 @@ pub fn parse_answer(line: &str) -> Option<Answer> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn prologue_exact_text() {
-        assert_eq!(
-            prologue(Size::new(120, 40), 42),
-            format!(
-                "stty cols 120 rows 40 2>/dev/null; tty >/tmp/.pty-resize-42 2>/dev/null; \
-echo $$ >/tmp/.pty-resize-42.pid 2>/dev/null; {EXEC_CHECKED}"
-            )
-        );
-    }
-
     /// Issue 16, bug 8: a missing guest program is named as the user typed
     /// it, by pty-resize, not by a `sh` they never typed; exit 127. Run with
     /// the host's `sh` (dash here; the guest's busybox ash has `command -v`).
     #[test]
     fn a_missing_program_is_named_by_pty_resize_with_127() {
         let out = std::process::Command::new("sh")
-            .args(["-c", &prologue_quiet(Size::new(80, 24)), "sh"])
+            .args(["-c", &prologue(Size::new(80, 24)), "sh"])
             .args(["no-such-prog-pty-resize", "--x"])
             .stdin(std::process::Stdio::null())
             .output()
@@ -342,135 +249,36 @@ echo $$ >/tmp/.pty-resize-42.pid 2>/dev/null; {EXEC_CHECKED}"
         );
         // A program that exists runs with its arguments untouched.
         let out = std::process::Command::new("sh")
-            .args(["-c", &prologue_quiet(Size::new(80, 24)), "sh"])
+            .args(["-c", &prologue(Size::new(80, 24)), "sh"])
             .args(["printf", "%s|", "a b", "--"])
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|--|");
-        assert!(prologue(Size::new(1, 1), 3).ends_with(EXEC_CHECKED));
+        assert!(prologue(Size::new(1, 1)).ends_with(EXEC_CHECKED));
     }
 
-    /// Issue 16, bug 3: no script ever loops over every PTY of the guest
-    /// (other sessions' terminals); without this session's record a push fails.
+    /// Issue 16, bugs 3 and 6: no script ever loops over every PTY of the
+    /// guest (other sessions' terminals), and none writes into the guest.
     #[test]
-    fn no_script_resizes_every_pty() {
+    fn no_script_resizes_every_pty_or_writes_a_file() {
         let size = Size::new(100, 30);
         for text in [
-            push(size, 7),
-            channel(9),
+            prologue(size),
             push_by_marker(size, "00000000deadbeef").unwrap(),
             channel_by_marker("00000000deadbeef").unwrap(),
             find_and_size(),
         ] {
-            assert!(!text.contains("for p in /dev/pts"), "{text}");
-            assert!(!text.contains("/dev/pts/*"), "{text}");
+            assert!(!text.contains("/dev/pts"), "{text}");
+            assert!(!text.contains("/tmp"), "{text}");
+            // Output goes nowhere but /dev/null, stderr, or back to the wrapper.
+            let rest = text
+                .replace(">/dev/null", "")
+                .replace("2>&1", "")
+                .replace(">&2", "");
+            assert!(!rest.contains('>'), "{text}");
         }
-        let out = std::process::Command::new("sh")
-            .args(["-c", &push(size, 999_999_999_999_999)])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{out:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("PTY is unknown"));
-    }
-
-    #[test]
-    fn push_with_token_targets_the_recorded_pty() {
-        assert_eq!(
-            push(Size::new(100, 30), 7),
-            format!(
-                "f=$(cat /tmp/.pty-resize-7 2>/dev/null); g=$(cat /tmp/.pty-resize-7.pid 2>/dev/null); \
-case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols 100 rows 30;; \
-*) {UNKNOWN_PTY};; esac \
-&& {{ {LATE_WINCH}; true; }}"
-            )
-        );
-    }
-
-    #[test]
-    fn channel_exact_text() {
-        assert_eq!(
-            channel(9),
-            format!(
-                "f=; g=; while read -r i c r; do case \"$i:$c:$r\" in :*|*::*|*:|*[!0-9:]*) echo bad; continue;; esac; \
-[ -n \"$f\" ] || f=$(cat /tmp/.pty-resize-9 2>/dev/null); [ -n \"$g\" ] || g=$(cat /tmp/.pty-resize-9.pid 2>/dev/null); \
-if case \"$f\" in /dev/pts/[0-9]*) stty -F \"$f\" cols \"$c\" rows \"$r\";; \
-*) {UNKNOWN_PTY};; esac; \
-then echo \"ok $i $c $r\"; {LATE_WINCH}; else echo \"fail $i $c $r\"; fi; done; \
-rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
-            )
-        );
-    }
-
-    /// Runs the scripts with the host's `sh` on a PTY the test creates, so the
-    /// shell syntax (quoting, `case`, `if case`) is proven, not just the text.
-    #[test]
-    fn scripts_really_resize_a_pty() {
-        use std::io::Write;
-        use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
-
-        let pty = nix::pty::openpty(None, None).unwrap();
-        let path = nix::unistd::ttyname(&pty.slave).unwrap();
-        let token: u64 = 1_000_000 + u64::from(std::process::id());
-        std::fs::write(token_path(token), format!("{}\n", path.display())).unwrap();
-        let winsize = |fd: &std::os::fd::OwnedFd| {
-            use std::os::fd::AsRawFd;
-            crate::size::read_fd(fd.as_raw_fd()).unwrap()
-        };
-
-        // The session's command: its own process group, counting SIGWINCH.
-        let dir = tempfile::tempdir().unwrap();
-        let seen = dir.path().join("winch");
-        let mut command = Command::new("sh")
-            .args([
-                "-c",
-                &format!(
-                    "trap 'echo w >> {}' WINCH; while :; do sleep 0.05; done",
-                    seen.display()
-                ),
-            ])
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        std::fs::write(pid_path(token), format!("{}\n", command.id())).unwrap();
-
-        let st = Command::new("sh")
-            .args(["-c", &push(Size::new(91, 27), token)])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        assert_eq!(winsize(&pty.slave), (91, 27));
-        // After both ioctls, the command's group got one late SIGWINCH.
-        let got = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
-            std::fs::read_to_string(&seen)
-                .ok()
-                .filter(|s| !s.is_empty())
-        });
-        let _ = command.kill();
-        let _ = command.wait();
-        assert_eq!(got.as_deref(), Some("w\n"), "one SIGWINCH after the push");
-
-        let mut child = Command::new("sh")
-            .args(["-c", &channel(token)])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{}1;x 2 3\n5 6\n", request(4, Size::new(77, 21))).as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(text, "ok 4 77 21\nbad\nbad\n");
-        assert_eq!(winsize(&pty.slave), (77, 21));
-        // EOF removed the records.
-        assert!(!std::path::Path::new(&token_path(token)).exists());
-        assert!(!std::path::Path::new(&pid_path(token)).exists());
     }
 
     #[test]
@@ -494,10 +302,10 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
             "16 digits"
         );
         assert_eq!(
-            prologue_quiet(Size::new(120, 40)),
+            prologue(Size::new(120, 40)),
             format!(": pty-resize-prologue; stty cols 120 rows 40 2>/dev/null; {EXEC_CHECKED}")
         );
-        assert!(!prologue_quiet(Size::new(1, 1)).contains("/tmp"));
+        assert!(!prologue(Size::new(1, 1)).contains("/tmp"));
     }
 
     /// A session leader with `pty`'s slave as its controlling terminal and
@@ -633,6 +441,51 @@ rm -f /tmp/.pty-resize-9 /tmp/.pty-resize-9.pid"
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = cmd.wait();
+    }
+
+    /// busybox `less` puts the file it shows on fd 0 (it reads keys from
+    /// `/dev/tty`): the terminal is then found on fd 1. Seen on the real
+    /// 0.8.0 agent's guest (scenario_real_agent).
+    #[test]
+    fn find_and_size_takes_the_first_of_fd_0_1_2_that_is_a_terminal() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let id = format!("{:016x}", 0xface_0000_u64 + u64::from(std::process::id()));
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("shown")).unwrap();
+        let slave = pty.slave.try_clone().unwrap();
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30")
+            .env(MARKER_VAR, &id)
+            .stdin(std::process::Stdio::from(file))
+            .stdout(std::process::Stdio::from(slave));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                if libc::ioctl(1, libc::TIOCSCTTY as _, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut less = cmd.spawn().unwrap();
+        let run = |c: &str, r: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", &find_and_size(), "sh", &id, c, r])
+                .env_remove(MARKER_VAR)
+                .output()
+                .unwrap()
+        };
+        let out = run("83", "21");
+        let _ = less.kill();
+        let _ = less.wait();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(
+            crate::size::read_fd(pty.slave.as_raw_fd()).unwrap(),
+            (83, 21)
+        );
     }
 
     #[test]

@@ -192,26 +192,56 @@ pub fn run(
         invalid: initial.err().map(|e| e.to_string()),
     });
     let initial = initial.ok();
-    let token = launch::make_token();
     let mut mode = plan.mode;
     let mut config = plan.config;
-    // The agent transport: its socket and this session's marker, or why not.
-    let mut agent = None;
-    if mode == Some(Mode::Agent) {
-        let marker = launch::make_marker();
-        let found = agent::find_socket(&plan.machine).map_err(|u| u.to_string());
-        let marked = found.and_then(|socket| {
-            launch::with_marker(&plan.argv, &plan.exec, plan.no_prologue, initial, &marker)
-                .map(|m| (socket, m))
-                .map_err(String::from)
-        });
-        match marked {
-            Ok((socket, argv_and_prologue)) => {
-                log.event(&LogEvent::Agent {
-                    socket: socket.display().to_string(),
-                    marker: marker.clone(),
+    // Every bridged session is marked and found by its marker, whatever the
+    // transport (nothing is recorded in the guest; no push can reach another
+    // session's terminal). No `--` to put the marker before: no push can
+    // find the session, so none is ever sent.
+    let marker = launch::make_marker();
+    let (argv, prologue, marker) =
+        match launch::with_marker(&plan.argv, &plan.exec, plan.no_prologue, initial, &marker) {
+            Ok((argv, prologue)) => {
+                log.event(&LogEvent::Prologue {
+                    applied: prologue.ok().and(initial),
+                    reason: prologue.err(),
                 });
-                agent = Some((socket, marker, argv_and_prologue));
+                (argv, prologue.is_ok(), Some(marker))
+            }
+            Err(reason) => {
+                log.event(&LogEvent::Prologue {
+                    applied: None,
+                    reason: Some("no-command"),
+                });
+                log.event(&LogEvent::NoResize {
+                    reason: reason.into(),
+                });
+                (plan.argv.clone(), false, None)
+            }
+        };
+    // The agent transport: the machine's socket, or why not (then a CLI
+    // transport, with raw + settle).
+    let mut socket = None;
+    if mode == Some(Mode::Agent) {
+        let found = agent::find_socket(&plan.machine)
+            .map_err(|u| u.to_string())
+            .and_then(|s| {
+                marker
+                    .as_ref()
+                    .map(|_| s)
+                    .ok_or_else(|| "the session carries no marker".to_string())
+            });
+        match found {
+            Ok(path) => {
+                log.event(&LogEvent::Agent {
+                    socket: path.display().to_string(),
+                    marker: marker.clone().unwrap_or_default(),
+                });
+                config.agent = Some(AgentTiming {
+                    poll: AGENT_POLL,
+                    give_up: AGENT_GIVE_UP,
+                });
+                socket = Some(path);
             }
             Err(reason) => {
                 log.event(&LogEvent::AgentFallback { reason });
@@ -219,52 +249,6 @@ pub fn run(
             }
         }
     }
-    let (argv, prologue, agent) = match agent {
-        Some((socket, marker, (argv, prologue))) => {
-            log.event(&LogEvent::Prologue {
-                applied: prologue.ok().and(initial).map(|s| (s, None)),
-                reason: prologue.err(),
-            });
-            config.agent = Some(AgentTiming {
-                poll: AGENT_POLL,
-                give_up: AGENT_GIVE_UP,
-            });
-            (argv, prologue.is_ok(), Some((Some(socket), marker)))
-        }
-        None => {
-            match launch::with_prologue(&plan.argv, &plan.exec, plan.no_prologue, initial, token) {
-                Ok(argv) => {
-                    log.event(&LogEvent::Prologue {
-                        applied: initial.map(|s| (s, Some(token))),
-                        reason: None,
-                    });
-                    (argv, true, None)
-                }
-                Err(reason) => {
-                    log.event(&LogEvent::Prologue {
-                        applied: None,
-                        reason: Some(reason),
-                    });
-                    // No record of this session's PTY: a CLI push finds the
-                    // session by its marker instead (never by resizing every
-                    // PTY of the guest: issue 16, bug 3).
-                    match (mode, plan.exec.separator) {
-                        (Some(_), Some(sep)) => {
-                            let marker = launch::make_marker();
-                            let argv = crate::smolvm_argv::with_env(
-                                &plan.argv,
-                                sep,
-                                crate::script::MARKER_VAR,
-                                &marker,
-                            );
-                            (argv, false, Some((None, marker)))
-                        }
-                        _ => (plan.argv.clone(), false, None),
-                    }
-                }
-            }
-        }
-    };
     let mut child = launch::spawn_child(&plan.main_path, &argv).map_err(|e| {
         let err = Error::CannotRun {
             program: argv[0].clone(),
@@ -299,14 +283,10 @@ pub fn run(
         fallback: config.fallback,
         transport: mode.map_or("native", Mode::as_str),
     });
-    let (socket, marker) = agent.unzip();
-    let socket = socket.flatten();
     let pusher = mode.map(|mode| {
         let target = Target {
             program: plan.side_path.clone(),
             machine: plan.machine.clone(),
-            // The prologue's record exists only on the CLI transports.
-            token: (prologue && marker.is_none()).then_some(token),
             lock_path,
             handoff_deadline: config.push_timeout,
             marker,

@@ -111,11 +111,11 @@ fn output_pipes(child: &mut Child) -> (Vec<OwnedFd>, Option<std::fs::File>, Opti
     (pipes, stdout, stderr)
 }
 
-/// Why a side channel is refused when the session's PTY is unknown (no
-/// prologue record and no marker): the only script left would loop over
-/// every PTY of the guest, other sessions' included (issue 16, bug 3).
+/// Why a side channel is refused when the session carries no marker: it
+/// could not be found, and a loop over every PTY of the guest would resize
+/// other sessions' terminals too (issue 16, bug 3).
 pub const UNKNOWN_PTY: &str =
-    "this session's PTY is unknown (no prologue record, no marker): never pushed to every PTY";
+    "this session carries no marker: it cannot be found, and every PTY is never pushed";
 
 /// One exec per push, in flight.
 #[derive(Debug)]
@@ -131,17 +131,13 @@ impl ExecPush {
         machine: &str,
         id: u64,
         size: Size,
-        (token, marker): (Option<u64>, Option<&str>),
+        marker: Option<&str>,
         tx: Sender<Event>,
     ) -> std::io::Result<Self> {
-        // After a fall-back from the agent transport the prologue recorded
-        // nothing: the session is found by its marker instead.
-        let text = match (token, marker.and_then(|m| script::push_by_marker(size, m))) {
-            (Some(t), _) => script::push(size, t),
-            (None, Some(by_marker)) => by_marker,
-            // Never the seeds' loop over every PTY: other sessions' too.
-            (None, None) => return Err(std::io::Error::other(UNKNOWN_PTY)),
-        };
+        // Never the seeds' loop over every PTY: other sessions' too.
+        let text = marker
+            .and_then(|m| script::push_by_marker(size, m))
+            .ok_or_else(|| std::io::Error::other(UNKNOWN_PTY))?;
         let mut child: Child = side_command(program, machine, false, &text)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -205,15 +201,12 @@ impl Channel {
     pub fn open(
         program: &Path,
         machine: &str,
-        token: Option<u64>,
         marker: Option<&str>,
         tx: Sender<Event>,
     ) -> std::io::Result<Self> {
-        let text = match (token, marker.and_then(script::channel_by_marker)) {
-            (Some(t), _) => script::channel(t),
-            (None, Some(by_marker)) => by_marker,
-            (None, None) => return Err(std::io::Error::other(UNKNOWN_PTY)),
-        };
+        let text = marker
+            .and_then(script::channel_by_marker)
+            .ok_or_else(|| std::io::Error::other(UNKNOWN_PTY))?;
         let mut child = side_command(program, machine, true, &text)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

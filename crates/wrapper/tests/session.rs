@@ -55,7 +55,7 @@ fn a_session_never_resized_starts_no_side_channel_and_ready_waits_the_settle_mar
     assert!(ready.t_ms - started.t_ms >= 500.0, "{ready:?} {started:?}");
     assert_eq!(
         step(dir.path(), "main-start").rest,
-        "prologue=100x30 marker=0"
+        "prologue=100x30 marker=1"
     );
     // The main lock is released at readiness, not before.
     let unlock = run.first("unlock").expect("unlock");
@@ -635,7 +635,7 @@ fn one_name_without_machine_the_commands_name_is_used() {
 }
 
 /// Issue 16, bug 3: `-t CMD` without `--` (smolvm accepts it) gets the
-/// prologue too, so its pushes target its own recorded PTY.
+/// prologue and the marker too, so its pushes find its own PTY.
 #[test]
 fn the_t_cmd_form_without_a_separator_gets_the_prologue() {
     let dir = tempfile::tempdir().unwrap();
@@ -657,13 +657,13 @@ fn the_t_cmd_form_without_a_separator_gets_the_prologue() {
         });
         found.unwrap()
     };
-    assert_eq!(push.rest, "size=90x25 target=record");
+    assert_eq!(push.rest, "size=90x25 target=marker");
     assert_eq!(quit(&mut run, &pty), 0);
 }
 
-/// Issue 16, bug 3: with `--no-prologue` no PTY is recorded; a CLI push
-/// then finds the session by its marker, never by resizing every PTY of
-/// the guest (other sessions' terminals).
+/// Issue 16, bug 3: with `--no-prologue` too, a CLI push finds the session
+/// by its marker, never by resizing every PTY of the guest (other sessions'
+/// terminals).
 #[test]
 fn without_a_prologue_cli_pushes_find_the_session_by_its_marker_never_every_pty() {
     for mode in ["channel", "exec"] {

@@ -63,7 +63,7 @@ elsif ($inter) { channel() }
 else { side_exec() }
 
 sub main_exec {
-    my $prologue = $script =~ /^sh -c stty cols (\d+) rows (\d+)/ ? "prologue=$1x$2" : "prologue=none";
+    my $prologue = $script =~ /^sh -c (?:: pty-resize-prologue; )?stty cols (\d+) rows (\d+)/ ? "prologue=$1x$2" : "prologue=none";
     if (open(my $w, '>', "$dir/window")) { close $w }
     journal('main-start', $prologue, "marker=$marked");
     $SIG{WINCH} = sub { journal('winch') };
