@@ -15,6 +15,7 @@ use crate::doctor;
 use crate::error::Error;
 use crate::guardian;
 use crate::handoff;
+use crate::hold;
 use crate::launch;
 use crate::log::Log;
 use crate::log_event::LogEvent;
@@ -38,6 +39,8 @@ pub enum Invocation {
     Handoff(Vec<String>),
     /// The hidden terminal guardian ([`guardian::run`]).
     Guardian,
+    /// The hidden keeper of an abandoned start-up's lock ([`hold::keep`]).
+    Hold(Vec<String>),
     /// `pty-resize doctor [--smolvm PATH] [MACHINE]` ([`doctor::run`]).
     Doctor(crate::doctor::DoctorCli),
 }
@@ -60,6 +63,13 @@ pub fn parse_from(args: Vec<OsString>, env_log: Option<OsString>) -> Result<Invo
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         return Ok(Invocation::Handoff(rest));
+    }
+    if args.get(1).is_some_and(|a| a == hold::SUBCOMMAND) {
+        let rest = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return Ok(Invocation::Hold(rest));
     }
     if args.get(1).is_some_and(|a| a == guardian::SUBCOMMAND) {
         return Ok(Invocation::Guardian);
@@ -248,6 +258,7 @@ pub fn run(inv: Invocation) -> Result<Ending, Error> {
         }
         Invocation::Handoff(args) => return Ok(Ending::Code(handoff::supervise(&args))),
         Invocation::Guardian => return Ok(Ending::Code(guardian::run())),
+        Invocation::Hold(args) => return Ok(Ending::Code(hold::keep(&args))),
         Invocation::Doctor(d) => return Ok(Ending::Code(doctor::run(&d))),
         Invocation::Wrap(cli) => cli,
     };

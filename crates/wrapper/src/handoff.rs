@@ -132,32 +132,58 @@ impl Handoff {
     /// Starts the supervisor (own session, stdio on /dev/null, only the
     /// listed fds inherited). Errors mean the caller must kill instead.
     pub fn spawn(&self) -> std::io::Result<()> {
-        let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
-        cmd.arg(SUBCOMMAND)
-            .args(self.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
         let keep: Vec<RawFd> = [self.pidfd, self.lock_fd, self.log_fd]
             .into_iter()
             .flatten()
             .chain(self.drain.iter().copied())
             .collect();
-        // SAFETY: setsid and fcntl are async-signal-safe; `keep` is only read.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setsid();
-                for fd in &keep {
-                    libc::fcntl(*fd, libc::F_SETFD, 0);
-                }
-                Ok(())
-            });
-        }
-        // The supervisor is not waited for: it outlives the wrapper by design
-        // and is reaped by whoever adopts it.
-        cmd.spawn().map(drop)
+        spawn_detached(SUBCOMMAND, &self.args(), keep)
     }
+}
+
+/// Starts `pty-resize SUBCOMMAND ARGS…` in a session of its own, stdio on
+/// /dev/null, with the `keep` fds inherited (and no other). It is not waited
+/// for: it outlives the wrapper by design and is reaped by whoever adopts it.
+pub fn spawn_detached(subcommand: &str, args: &[String], keep: Vec<RawFd>) -> std::io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(subcommand)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid and fcntl are async-signal-safe; `keep` is only read.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            for fd in &keep {
+                libc::fcntl(*fd, libc::F_SETFD, 0);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map(drop)
+}
+
+/// Termination signals, from now on noted (in the returned flags) and
+/// otherwise ignored: a keeper that ended early would release the machine
+/// lock while a bring-up still runs in the VM.
+pub fn note_and_ignore_stop_signals() -> [(i32, Arc<AtomicBool>); 4] {
+    SUPERVISOR_IGNORES.map(|sig| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let _ = signal_hook::flag::register(sig, flag.clone());
+        (sig, flag)
+    })
+}
+
+/// The names of the signals `caught` noted, comma-separated, if any.
+pub fn noted(caught: &[(i32, Arc<AtomicBool>)]) -> Option<String> {
+    let names: Vec<&str> = caught
+        .iter()
+        .filter(|(_, flag)| flag.load(Ordering::Relaxed))
+        .map(|(sig, _)| signal_name(*sig))
+        .collect();
+    (!names.is_empty()).then(|| names.join(","))
 }
 
 /// Reads and discards whatever is ready on the drained pipes; forgets the
@@ -222,14 +248,7 @@ pub fn supervise(args: &[String]) -> i32 {
         return 2;
     };
     let start = Instant::now();
-    // Ending early would release the machine lock while the bring-up still
-    // runs in the VM (killing the client does not stop it): termination
-    // signals are noted and ignored; the deadline bounds the wait anyway.
-    let caught = SUPERVISOR_IGNORES.map(|sig| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let _ = signal_hook::flag::register(sig, flag.clone());
-        (sig, flag)
-    });
+    let caught = note_and_ignore_stop_signals();
     let outcome = if wait_gone(&h, h.deadline) {
         "exited"
     } else {
@@ -240,16 +259,11 @@ pub fn supervise(args: &[String]) -> i32 {
         "killed"
     };
     if let Some(fd) = h.log_fd {
-        let ignored: Vec<&str> = caught
-            .iter()
-            .filter(|(_, flag)| flag.load(Ordering::Relaxed))
-            .map(|(sig, _)| signal_name(*sig))
-            .collect();
         let ev = LogEvent::HandoffDone {
             pid: h.pid,
             outcome,
             after: start.elapsed(),
-            ignored: (!ignored.is_empty()).then(|| ignored.join(",")),
+            ignored: noted(&caught),
         };
         let line = format_line(h.t0 + start.elapsed(), ev.name(), &ev.fields());
         // SAFETY: a write of a valid buffer to an inherited fd.

@@ -54,6 +54,35 @@ pub struct MainLock {
 }
 
 impl MainLock {
+    /// The session ended before it was ready: its bring-up may go on in the
+    /// VM, so the lock goes to a keeper ([`crate::hold`]) until the VM shows
+    /// the program (`probe`: the agent socket and the marker) or `deadline`.
+    /// If no keeper can start, the lock is released as before, logged.
+    pub fn hand_over(self, log: &mut Log, deadline: Duration, probe: Option<(PathBuf, String)>) {
+        use std::os::fd::AsRawFd;
+        let until = if probe.is_some() {
+            "program"
+        } else {
+            "deadline"
+        };
+        let hold = crate::hold::Hold {
+            lock_fd: self.file.as_raw_fd(),
+            log_fd: log.raw_fd(),
+            deadline,
+            t0: log.elapsed(),
+            probe,
+        };
+        log.event(&LogEvent::Hold { deadline, until });
+        if let Err(e) = hold.spawn() {
+            log.event(&LogEvent::LockUnavailable {
+                purpose: Purpose::Main.as_str(),
+                reason: format!("no keeper for the abandoned start-up ({e}): released now"),
+            });
+        }
+        // The keeper holds the same open lock: closing ours keeps it locked.
+        drop(self.file);
+    }
+
     /// Releases it (readiness) and logs for how long it was held.
     pub fn release(self, log: &mut Log) {
         drop(self.file);

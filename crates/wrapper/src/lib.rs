@@ -13,7 +13,8 @@
 //! - the agent transport: [`agent`] (the socket, one `vm_exec`),
 //!   [`agent_wire`] (the frames, pure);
 //! - side channels: [`pusher`] (the one owner of the transport), [`side`]
-//!   (the processes), [`handoff`] (bring-ups left to finish), [`lock`] (one
+//!   (the processes), [`handoff`] (bring-ups left to finish), [`hold`] (an
+//!   abandoned start-up's lock), [`lock`] (one
 //!   bring-up per machine);
 //! - pure helpers: [`script`], [`smolvm_argv`], [`size`], [`version`];
 //! - the terminal hand-back: [`terminal`], and [`guardian`] should the
@@ -28,6 +29,7 @@ pub mod error;
 pub mod event;
 pub mod guardian;
 pub mod handoff;
+pub mod hold;
 pub mod launch;
 pub mod lock;
 pub mod log;

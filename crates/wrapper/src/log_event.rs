@@ -249,6 +249,25 @@ pub enum LogEvent {
         /// Why it does not.
         reason: Option<String>,
     },
+    /// `hold deadline_ms= until=program|deadline`: the session ended before
+    /// it was ready; its bring-up may go on in the VM, so the machine lock
+    /// goes to a keeper until the VM shows the program, or the deadline.
+    Hold {
+        /// The longest the keeper holds the lock.
+        deadline: Duration,
+        /// `program` (the agent transport can see it) or `deadline`.
+        until: &'static str,
+    },
+    /// `hold-done outcome=seen|deadline after_ms [ignored=…]` (written by the
+    /// keeper, after the wrapper's `exit`).
+    HoldDone {
+        /// `seen` (the VM shows the program) or `deadline`.
+        outcome: &'static str,
+        /// Since the hand-over.
+        after: Duration,
+        /// Termination signals the keeper got and ignored, comma-separated.
+        ignored: Option<String>,
+    },
     /// `handoff pid= deadline_ms=`: a side channel still in its bring-up is
     /// left to finish under a supervisor.
     Handoff {
@@ -319,6 +338,8 @@ impl LogEvent {
             Self::Signal { .. } => "signal",
             Self::Restore { .. } => "restore",
             Self::Guardian { .. } => "guardian",
+            Self::Hold { .. } => "hold",
+            Self::HoldDone { .. } => "hold-done",
             Self::Handoff { .. } => "handoff",
             Self::HandoffDone { .. } => "handoff-done",
             Self::Exit { .. } => "exit",
@@ -486,6 +507,19 @@ impl LogEvent {
             Self::Guardian { pid, reason } => {
                 f.extend(pid.map(|p| ("pid", p.to_string())));
                 f.extend(reason.as_deref().map(|r| ("reason", s(r))));
+            }
+            Self::Hold { deadline, until } => {
+                f.push(("deadline_ms", deadline.as_millis().to_string()));
+                f.push(("until", s(until)));
+            }
+            Self::HoldDone {
+                outcome,
+                after,
+                ignored,
+            } => {
+                f.push(("outcome", s(outcome)));
+                f.push(("after_ms", ms(*after)));
+                f.extend(ignored.clone().map(|v| ("ignored", v)));
             }
             Self::Handoff { pid, deadline } => {
                 f.push(("pid", pid.to_string()));

@@ -118,6 +118,11 @@ struct Session {
     /// Hands the terminal back should the wrapper die without a word;
     /// disarmed when the session (and so this field) is dropped.
     _guardian: Option<Guardian>,
+    /// How a keeper of an abandoned start-up's lock can see it over: the
+    /// agent socket and the marker (agent transport only).
+    probe: Option<(PathBuf, String)>,
+    /// The longest a start-up the session abandoned may still take.
+    bring_up_bound: Duration,
 }
 
 /// Starts the terminal's guardian; a session without one still runs (only a
@@ -283,6 +288,10 @@ pub fn run(
         fallback: config.fallback,
         transport: mode.map_or("native", Mode::as_str),
     });
+    let probe = match (mode, &socket, &marker) {
+        (Some(Mode::Agent), Some(s), Some(m)) => Some((s.clone(), m.clone())),
+        _ => None,
+    };
     let pusher = mode.map(|mode| {
         let target = Target {
             program: plan.side_path.clone(),
@@ -307,6 +316,8 @@ pub fn run(
         saved,
         forwarded: false,
         _guardian: guardian,
+        probe,
+        bring_up_bound: config.push_timeout,
     };
     drop(tx);
     Ok(s.route(&rx))
@@ -490,6 +501,17 @@ impl Session {
         }
         if let Some(p) = self.pusher.take() {
             p.finish(&mut self.log);
+        }
+        // Killed before it was ready: its bring-up may go on in the VM
+        // (killing the client does not stop it), so the lock is kept for it.
+        // A client that exited by itself got the agent's answer: nothing of
+        // its exec goes on.
+        if let Some(lock) = self.main_lock.take() {
+            if status.signal().is_some() {
+                lock.hand_over(&mut self.log, self.bring_up_bound, self.probe.take());
+            } else {
+                lock.release(&mut self.log);
+            }
         }
         let ending = Ending::of(status);
         self.log.event(&LogEvent::Exit {
