@@ -111,6 +111,11 @@ pub fn keep(args: &[String]) -> i32 {
             if program_seen(socket, marker) {
                 break "seen";
             }
+            // The machine stopped (its socket went with it): no bring-up
+            // is left to wait for.
+            if !socket.exists() {
+                break "machine-gone";
+            }
         }
         let now = Instant::now();
         if now >= end {

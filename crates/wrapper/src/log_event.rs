@@ -258,10 +258,11 @@ pub enum LogEvent {
         /// `program` (the agent transport can see it) or `deadline`.
         until: &'static str,
     },
-    /// `hold-done outcome=seen|deadline after_ms [ignored=…]` (written by the
-    /// keeper, after the wrapper's `exit`).
+    /// `hold-done outcome=seen|machine-gone|deadline after_ms [ignored=…]`
+    /// (written by the keeper, after the wrapper's `exit`).
     HoldDone {
-        /// `seen` (the VM shows the program) or `deadline`.
+        /// `seen` (the VM shows the program), `machine-gone` (its agent
+        /// socket went away: stopped) or `deadline`.
         outcome: &'static str,
         /// Since the hand-over.
         after: Duration,
