@@ -53,6 +53,27 @@ pub struct Interactive {
     pub latency_missed: usize,
     /// Peak RSS (VmHWM) of the process on the terminal, KiB.
     pub rss_kib: Option<u64>,
+    /// The terminal's guardian (pty-resize only): its peak RSS and what
+    /// starting it cost the session.
+    pub guardian: Option<GuardianCost>,
+}
+
+/// What the terminal's guardian costs (`pty-resize __guardian`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardianCost {
+    /// Its peak RSS (VmHWM), KiB, read while the session runs.
+    pub rss_kib: Option<u64>,
+    /// From the log event before it to its `guardian` event: spawning it
+    /// and waiting until it has saved the terminal, ms.
+    pub start_ms: f64,
+}
+
+/// The guardian's pid and start-up cost, from a wrapper log's records.
+pub fn guardian_of(log: &[pty_resize::log::Record]) -> Option<(u32, f64)> {
+    let at = log.iter().position(|r| r.event == "guardian")?;
+    let pid = log[at].get("pid")?.parse().ok()?;
+    let before = at.checked_sub(1).map_or(0.0, |i| log[i].t_ms);
+    Some((pid, log[at].t_ms - before))
 }
 
 /// Polls the record file until a frame at `size` drawn at or after
@@ -137,6 +158,12 @@ pub fn run(lab: &Lab, resizes: usize) -> Interactive {
         }
     }
     let rss_kib = procs::peak_rss_kib(term.pid());
+    let guardian = Lab::wrapper_log(launch.log.as_deref())
+        .and_then(|log| guardian_of(&log))
+        .map(|(pid, start_ms)| GuardianCost {
+            rss_kib: procs::peak_rss_kib(pid),
+            start_ms,
+        });
     quit(term, Duration::from_secs(5));
     drop(launch);
     lab.quiesce();
@@ -147,6 +174,7 @@ pub fn run(lab: &Lab, resizes: usize) -> Interactive {
         latency_samples: samples,
         latency_missed: missed,
         rss_kib,
+        guardian,
     }
 }
 
@@ -173,5 +201,27 @@ fn wait_any_frame(record: &Path, term: &mut Term) {
     let end = Instant::now() + Duration::from_secs(5);
     while frames::read(record).is_empty() && Instant::now() < end && term.try_exit().is_none() {
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guardian_cost_is_read_from_the_log() {
+        let log: Vec<_> = "t_ms=0.1 event=open pid=1\nt_ms=2.5 event=version version=0.8.0\n\
+                           t_ms=4.0 event=guardian pid=4242\nt_ms=4.2 event=lock for=main\n"
+            .lines()
+            .filter_map(pty_resize::log::parse_line)
+            .collect();
+        let (pid, ms) = guardian_of(&log).unwrap();
+        assert_eq!(pid, 4242);
+        assert!((ms - 1.5).abs() < 1e-9, "{ms}");
+        let none: Vec<_> = "t_ms=4.0 event=guardian reason=x\n"
+            .lines()
+            .filter_map(pty_resize::log::parse_line)
+            .collect();
+        assert_eq!(guardian_of(&none), None);
     }
 }

@@ -104,6 +104,8 @@ pub struct Launch {
     pub term: Term,
     /// Monotonic ms just before the spawn.
     pub launch_ms: f64,
+    /// The wrapper's `--log` (pty-resize variants).
+    pub log: Option<PathBuf>,
 }
 
 impl Lab {
@@ -198,7 +200,6 @@ impl Lab {
         guest: &[String],
         extra: &[(&str, &str)],
     ) -> Launch {
-        // The wrapper's log stays in the work folder, to look at by hand.
         let log = self
             .variant
             .is_wrapper()
@@ -210,7 +211,16 @@ impl Lab {
             .envs(extra.iter().copied());
         let launch_ms = monotonic_ms();
         let term = Term::spawn(size.0, size.1, cmd);
-        Launch { term, launch_ms }
+        Launch {
+            term,
+            launch_ms,
+            log,
+        }
+    }
+
+    /// The records of a launch's wrapper log so far (pty-resize variants).
+    pub fn wrapper_log(log: Option<&Path>) -> Option<Vec<pty_resize::log::Record>> {
+        log.and_then(|l| pty_resize::log::read(l).ok())
     }
 
     /// Waits until the machine is idle (see [`procs::quiesce`]).

@@ -142,6 +142,18 @@ pub fn table(r: &Results) -> String {
                 .map_or("—".into(), |k| format!("{:.2}", k as f64 / 1024.0))
         }),
         row(
+            "terminal guardian: peak RSS MiB / start-up ms",
+            &|v| match inter(v).and_then(|i| i.guardian) {
+                Some(g) => format!(
+                    "{} / {:.2}",
+                    g.rss_kib
+                        .map_or("—".into(), |k| format!("{:.2}", k as f64 / 1024.0)),
+                    g.start_ms
+                ),
+                None => "—".into(),
+            },
+        ),
+        row(
             "resize at raw mode (in the crun window): lost to the config.json race",
             &|v| robust_cell(v.window.as_ref().map(|w| &w.robust)),
         ),

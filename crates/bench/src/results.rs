@@ -158,6 +158,7 @@ pub(crate) mod fixtures {
                 latency_samples: vec![latency],
                 latency_missed: 0,
                 rss_kib: Some(2048),
+                guardian: None,
             }),
             storm: Some(Storm {
                 resizes: 100,

@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use e2e::place::{Place, Screen};
 use e2e::proctree;
 use e2e::wait::wait_for;
 use e2e::{guest, hermetic, shell, Exit, Machine, Term};
@@ -117,16 +118,15 @@ fn smolvm_killed_mid_session_hands_the_terminal_back_as_it_was() {
     terminal_is_handed_back(true, nix::sys::signal::Signal::SIGKILL, 137);
 }
 
-#[test]
-fn a_sigkilled_wrapper_at_raw_mode_has_the_terminal_handed_back_within_a_second() {
-    // SIGKILL runs none of the wrapper's code, and smolvm's client dies by
-    // its parent-death signal without restoring: only the guardian, a
-    // process outside the session, can hand the terminal back.
+/// SIGKILL runs none of the wrapper's code, and smolvm's client dies by its
+/// parent-death signal without restoring: only the guardian, a process
+/// outside the session, can hand the terminal back. Under `sh` in `place`,
+/// which records the terminal before, then polls it (bounded) after the
+/// wrapper's death and records how long it took to be as before.
+fn a_sigkilled_wrapper_hands_the_terminal_back_within_a_second(place: Place) {
     let machine = Machine::start("k9-term", &[]);
     let dir = machine.home();
     let argv = machine.wrapped_argv(&[], &guest::tui_exec_args("k9-term", &[]));
-    // After the wrapper: poll (bounded, about 2 s) until the terminal is as
-    // before, and record how long that took.
     let script = format!(
         "{STATE} > {before}; {wrapped}; rc=$?; t0=$(date +%s%N); n=0; \
          while [ \"$({STATE})\" != \"$(cat {before})\" ] && [ $n -lt 400 ]; do n=$((n+1)); done; \
@@ -137,12 +137,22 @@ fn a_sigkilled_wrapper_at_raw_mode_has_the_terminal_handed_back_within_a_second(
         rc = dir.join("rc").display(),
         wrapped = shell::join(&argv),
     );
-    let mut cmd = hermetic::command("sh");
-    cmd.arg("-c").arg(script).envs(machine.env());
-    let mut term = Term::spawn(100, 30, cmd);
-    term.watch(&machine);
-    term.wait_for_text(&guest::first_frame(100, 30), DEADLINE);
-    let (wrapper, _) = wrapper_and_client(&term);
+    let sh = vec!["sh".to_string(), "-c".to_string(), script];
+    let mut screen = Screen::open(place, &machine, 100, 30, &sh, None);
+    screen.wait_for_text(&guest::first_frame(100, 30), DEADLINE);
+    let events = Machine::wrapper_events(&machine.wrapper_log_path());
+    let wrapper: i32 = events
+        .iter()
+        .find(|r| r.event == "open")
+        .and_then(|r| r.get("pid")?.parse().ok())
+        .expect("the wrapper's pid in its log");
+    assert!(
+        events
+            .iter()
+            .any(|r| r.event == "guardian" && r.get("pid").is_some()),
+        "{}",
+        machine.wrapper_log()
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(wrapper),
         nix::sys::signal::Signal::SIGKILL,
@@ -152,7 +162,7 @@ fn a_sigkilled_wrapper_at_raw_mode_has_the_terminal_handed_back_within_a_second(
         "the shell to record the terminal after the killed wrapper",
         DEADLINE,
         || read(dir, "rc").ends_with('\n'),
-        || format!("screen:\n{}", term.contents()),
+        || format!("screen:\n{}", screen.contents()),
     );
     assert_eq!(read(dir, "rc").trim(), "137", "the shell saw the SIGKILL");
     let (before, after) = (read(dir, "before"), read(dir, "after"));
@@ -160,15 +170,17 @@ fn a_sigkilled_wrapper_at_raw_mode_has_the_terminal_handed_back_within_a_second(
     assert_eq!(after, before, "the terminal (stty -g, fd 0 flags) changed");
     let ms: u64 = read(dir, "ms").trim().parse().unwrap_or(u64::MAX);
     assert!(ms <= 1000, "handed back after {ms} ms, not within a second");
-    assert_eq!(term.wait_exit(DEADLINE), Exit::Code(0));
-    let guardian = Machine::wrapper_events(&machine.wrapper_log_path())
-        .into_iter()
-        .find(|r| r.event == "guardian");
-    assert!(
-        guardian.is_some_and(|r| r.get("pid").is_some()),
-        "{}",
-        machine.wrapper_log()
-    );
+    assert_eq!(screen.wait_exit(DEADLINE), Exit::Code(0));
+}
+
+#[test]
+fn a_sigkilled_wrapper_at_raw_mode_has_the_terminal_handed_back_within_a_second() {
+    a_sigkilled_wrapper_hands_the_terminal_back_within_a_second(Place::Pty);
+}
+
+#[test]
+fn in_tmux_a_sigkilled_wrapper_has_the_pane_handed_back_within_a_second() {
+    a_sigkilled_wrapper_hands_the_terminal_back_within_a_second(Place::Tmux);
 }
 
 #[test]
