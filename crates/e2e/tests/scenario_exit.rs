@@ -95,7 +95,7 @@ fn ctrl_c_during_start_up_stops_an_enclosing_shell_loop_as_plain_smolvm_does() {
 }
 
 #[test]
-fn sigterm_to_the_wrapper_ends_the_guest_session() {
+fn sigterm_to_the_wrapper_ends_the_session_and_the_wrapper_dies_of_it() {
     if e2e::backend::fake_only("exec.log (the main exec's code and side channels)") {
         return;
     }

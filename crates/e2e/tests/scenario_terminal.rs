@@ -234,7 +234,7 @@ fn without_the_wrapper_a_killed_smolvm_leaves_the_terminal_raw_and_nonblocking()
 }
 
 #[test]
-fn a_sigkilled_wrapper_leaves_no_smolvm_or_guest_after_a_second() {
+fn a_sigkilled_wrapper_leaves_no_smolvm_client_after_a_second() {
     if e2e::backend::fake_only("the fake's guest pid files and exec.log") {
         return;
     }
