@@ -228,19 +228,17 @@ pub fn run(
     // transport, with raw + settle).
     let mut socket = None;
     if mode == Some(Mode::Agent) {
-        let found = agent::find_socket(&plan.machine)
-            .map_err(|u| u.to_string())
-            .and_then(|s| {
-                marker
-                    .as_ref()
-                    .map(|_| s)
-                    .ok_or_else(|| "the session carries no marker".to_string())
-            });
+        let found = match &marker {
+            None => Err("the session carries no marker".to_string()),
+            Some(m) => agent::find_socket(&plan.machine)
+                .map(|path| (path, m.clone()))
+                .map_err(|u| u.to_string()),
+        };
         match found {
-            Ok(path) => {
+            Ok((path, marker)) => {
                 log.event(&LogEvent::Agent {
                     socket: path.display().to_string(),
-                    marker: marker.clone().unwrap_or_default(),
+                    marker,
                 });
                 config.agent = Some(AgentTiming {
                     poll: AGENT_POLL,
