@@ -70,12 +70,20 @@ fn resize_at_raw(machine: &Machine, place: Place, n: usize, opts: &[&str]) -> Pa
     );
     screen.resize(90, 25);
     screen.wait_for_text(&guest::status_at(&label, 90, 25), DEADLINE);
-    // On the agent transport the probe that sized the guest may still be on
-    // its way back: readiness is logged when its answer arrives.
+    // On the agent transport the vm_exec that sized the guest may still be
+    // on its way back (the guest shows the size before the agent answers):
+    // readiness and the push are logged when its answer arrives. Quitting
+    // before would end the session with that answer unread.
     wait_for(
-        "the wrapper to log readiness",
+        "the wrapper to log readiness and the push of 90x25",
         DEADLINE,
-        || events(&log).iter().any(|r| r.event == "ready"),
+        || {
+            let ev = events(&log);
+            ev.iter().any(|r| r.event == "ready")
+                && ev
+                    .iter()
+                    .any(|r| r.event == "push-done" && r.get("size") == Some("90x25"))
+        },
         || log_text(&log),
     );
     screen.send_keys("q");

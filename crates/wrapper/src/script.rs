@@ -488,6 +488,57 @@ mod tests {
         );
     }
 
+    /// The late SIGWINCH reaches the session leader's group 0.1 s after a
+    /// push: pushing the size it already has (no kernel SIGWINCH then), the
+    /// leader still gets exactly one.
+    #[test]
+    fn a_push_sends_one_late_sigwinch_to_the_sessions_group() {
+        let id = format!("{:016x}", 0xbead_0000_u64 + u64::from(std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("winch");
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let var = MARKER_VAR.to_string();
+        let mut cmd = leader(
+            &pty,
+            &[(&var, &id)],
+            &format!(
+                "trap 'echo w >> {}' WINCH; while :; do sleep 0.05; done",
+                seen.display()
+            ),
+            &[],
+        );
+        let push = || {
+            std::process::Command::new("sh")
+                .args(["-c", &find_and_size(), "sh", &id, "91", "27"])
+                .env_remove(MARKER_VAR)
+                .status()
+                .unwrap()
+                .code()
+        };
+        let found = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
+            (push() == Some(0)).then_some(())
+        });
+        assert!(found.is_some(), "the marked leader was never found");
+        // Let the first push's signals land, then start counting afresh.
+        let quiet = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
+            let before = std::fs::read_to_string(&seen).unwrap_or_default();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            (std::fs::read_to_string(&seen).unwrap_or_default() == before).then_some(())
+        });
+        assert!(quiet.is_some());
+        let _ = std::fs::remove_file(&seen);
+        assert_eq!(push(), Some(0), "same size again");
+        let got = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
+            std::fs::read_to_string(&seen).ok().filter(|s| !s.is_empty())
+        });
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(cmd.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = cmd.wait();
+        assert_eq!(got.as_deref(), Some("w\n"), "one late SIGWINCH");
+    }
+
     #[test]
     fn answer_parsing() {
         assert_eq!(request(3, Size::new(80, 24)), "3 80 24\n");
