@@ -529,7 +529,9 @@ mod tests {
         let _ = std::fs::remove_file(&seen);
         assert_eq!(push(), Some(0), "same size again");
         let got = testkit::wait::poll_until(std::time::Duration::from_secs(10), || {
-            std::fs::read_to_string(&seen).ok().filter(|s| !s.is_empty())
+            std::fs::read_to_string(&seen)
+                .ok()
+                .filter(|s| !s.is_empty())
         });
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(cmd.id() as i32),
