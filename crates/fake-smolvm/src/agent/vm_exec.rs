@@ -165,8 +165,12 @@ pub fn serve(machine: &Machine, peer: &Peer, req: &ExecRequest, stream: &UnixStr
     };
     // `main.rs` 1739: a peer that is gone gets no answer.
     let gone = gone || peer_closed(stream);
+    // Stamped before the answer goes out: the client may send its next
+    // request the moment it reads this one, and that one must not seem to
+    // have arrived before this one ended.
+    let mut rec = record::build(peer, req, ExecPath::VmExec, &progress, &ending, gone);
     let sent = !gone && wire::write_frame(&mut &*stream, &answer).is_ok();
-    let rec = record::build(peer, req, ExecPath::VmExec, &progress, &ending, !sent);
+    rec.client_gone = !sent;
     if let Err(e) = exec_log::append(&machine.dir.exec_log(), &rec) {
         eprintln!("agent: exec {mark}: cannot append exec.log: {e}");
     }
