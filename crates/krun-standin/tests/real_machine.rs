@@ -279,7 +279,17 @@ fn a_crun_delay_lets_a_side_exec_take_the_sessions_spec() {
         "echo session-ran",
     ]);
     let term = testkit::term::Term::spawn(100, 30, cmd).expect("spawn on a PTY");
-    std::thread::sleep(Duration::from_millis(250));
+    // The client got `started` (it switches the terminal to raw mode): the
+    // session's crun now waits its 600 ms before loading config.json.
+    let raw = testkit::wait::poll_until(Duration::from_secs(30), || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a zeroed termios filled by tcgetattr on our PTY's master
+        // (which reports the terminal's mode).
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::tcgetattr(term.master().as_raw_fd(), &mut t) } == 0;
+        (ok && t.c_lflag & libc::ICANON == 0).then_some(())
+    });
+    assert!(raw.is_some(), "the session never went raw");
     let side = m.exec(&["--", "echo", "side-ran"]);
     let status = term
         .wait_exit(Duration::from_secs(30))
