@@ -139,24 +139,11 @@ pub fn vm_exec(
     timeout_ms: u64,
     deadline: Duration,
 ) -> Result<Answer, Failure> {
-    let end = Instant::now() + deadline;
-    let mut stream = UnixStream::connect(socket).map_err(Failure::Io)?;
-    let left = |end: Instant| {
-        end.checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| Failure::Io(std::io::ErrorKind::TimedOut.into()))
-    };
-    stream
-        .set_write_timeout(Some(left(end)?))
-        .map_err(Failure::Io)?;
-    stream
-        .write_all(&agent_wire::vm_exec_frame(command, timeout_ms))
-        .map_err(Failure::Io)?;
-    let mut header = [0u8; 4];
-    read_exact_by(&mut stream, &mut header, end, &left)?;
-    let len = agent_wire::frame_len(header).map_err(Failure::Garbage)?;
-    let mut body = vec![0u8; len];
-    read_exact_by(&mut stream, &mut body, end, &left)?;
+    let body = round_trip(
+        socket,
+        &agent_wire::vm_exec_frame(command, timeout_ms),
+        deadline,
+    )?;
     agent_wire::parse_answer(&body).map_err(Failure::Garbage)
 }
 
@@ -193,6 +180,15 @@ pub fn outcome_of(result: Result<Answer, Failure>) -> AgentOutcome {
 /// connection, dropped whole after the answer or at `deadline`. Used by
 /// `pty-resize doctor`.
 pub fn ping(socket: &Path, deadline: Duration) -> Result<u64, Failure> {
+    let body = round_trip(socket, &agent_wire::ping_frame(), deadline)?;
+    agent_wire::parse_pong(&body).map_err(Failure::Garbage)
+}
+
+/// One request on its own connection: `frame` written, one answer frame's
+/// body read, everything by `deadline`; the connection is then dropped
+/// whole (never half-closed: the agent would take a half-closed client
+/// of a running `vm_exec` as gone).
+fn round_trip(socket: &Path, frame: &[u8], deadline: Duration) -> Result<Vec<u8>, Failure> {
     let end = Instant::now() + deadline;
     let mut stream = UnixStream::connect(socket).map_err(Failure::Io)?;
     let left = |end: Instant| {
@@ -203,15 +199,13 @@ pub fn ping(socket: &Path, deadline: Duration) -> Result<u64, Failure> {
     stream
         .set_write_timeout(Some(left(end)?))
         .map_err(Failure::Io)?;
-    stream
-        .write_all(&agent_wire::ping_frame())
-        .map_err(Failure::Io)?;
+    stream.write_all(frame).map_err(Failure::Io)?;
     let mut header = [0u8; 4];
     read_exact_by(&mut stream, &mut header, end, &left)?;
     let len = agent_wire::frame_len(header).map_err(Failure::Garbage)?;
     let mut body = vec![0u8; len];
     read_exact_by(&mut stream, &mut body, end, &left)?;
-    agent_wire::parse_pong(&body).map_err(Failure::Garbage)
+    Ok(body)
 }
 
 /// `read_exact` that gives up at `end` (each read's timeout is what is left).
